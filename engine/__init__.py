@@ -1,0 +1,16 @@
+"""Attention Explorer's engine: load a real model, run our own forward pass, return a Trace.
+
+    import engine
+    model = engine.load("smollm2-135m")
+    trace = model.run("The capital of France is", causal=None, head_mask=None)
+    trace["pattern", 3]   # [n_heads, n_tokens, n_tokens]
+"""
+
+from .config import ModelConfig
+from .errors import EngineError, InputError, ModelLoadError, UnsupportedModelError
+from .loading import EMBEDDED
+from .model import Model, load, pick_device
+from .trace import NAMES, Trace
+
+__all__ = ["EMBEDDED", "NAMES", "EngineError", "InputError", "Model", "ModelConfig", "ModelLoadError",
+           "Trace", "UnsupportedModelError", "load", "pick_device"]

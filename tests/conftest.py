@@ -1,0 +1,48 @@
+"""Shared fixtures: the embedded models (loaded once per test session) and their Hugging Face twins."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # CI has no network: never wait on the hub by accident
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import engine  # noqa: E402
+from engine import loading  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm() -> engine.Model:
+    return engine.load("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> engine.Model:
+    return engine.load("minilm-l6", device="cpu")
+
+
+def hf_model(name: str):
+    """The Hugging Face reference for an embedded model, eager attention, float32."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    folder = loading.resolve(name, lambda f, m: None)
+    cls = AutoModelForCausalLM if name == "smollm2-135m" else AutoModel
+    model = cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def smollm_hf():
+    return hf_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def minilm_hf():
+    return hf_model("minilm-l6")
