@@ -6,6 +6,7 @@ computed on access from what is stored, so a long text does not hold n_heads × 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import torch
 from .config import ModelConfig
 
 STORED = ("resid_pre", "q", "k_kv", "v_kv", "pattern", "z", "attn_out", "resid_mid", "mlp_out", "resid_post")
+_uids = itertools.count(1)
 NAMES = ("resid_pre", "q", "k", "v", "scores", "pattern", "z", "head_out", "attn_out",
          "resid_mid", "mlp_out", "resid_post")
 
@@ -34,6 +36,7 @@ class Trace:
     store: dict[tuple[str, int], torch.Tensor] = field(repr=False)
     W_O: list[torch.Tensor] = field(repr=False)  # per layer [n_heads, d_head, d_model], to make head_out
     b_O: list[torch.Tensor | None] = field(repr=False)
+    uid: int = field(default_factory=lambda: next(_uids))  # unique per run, for caches of derived views
 
     @property
     def n_tokens(self) -> int:
@@ -42,6 +45,11 @@ class Trace:
     @property
     def pattern_dtype(self) -> torch.dtype:
         return self.store["pattern", 0].dtype
+
+    @property
+    def patterns_reduced(self) -> bool:
+        """True when patterns were kept as float16 to bound memory (long texts)."""
+        return self.pattern_dtype != torch.float32
 
     def __getitem__(self, key: tuple[str, int]) -> torch.Tensor:
         name, layer = key

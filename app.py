@@ -1,0 +1,215 @@
+"""Attention Explorer: Streamlit entry. Sidebar controls, caching, tabs and URL state; the views live in
+components/ and every number comes from engine/."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import engine
+import settings
+from components import explorer, presets
+from components.labels import markdown_literal
+from engine.cache import TraceCache
+
+st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
+SETTINGS = settings.load()
+MASKS = {"model default": None, "causal": True, "none": False}
+LAYOUTS = {"query rows": "query_rows", "key rows (notes)": "key_rows"}
+OTHER = "other…"
+
+
+# ---- caching: one model per name and one trace cache per server process, shared by all sessions -----------
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_model(name: str) -> engine.Model:
+    with st.status(f"Loading {name}…", expanded=True) as status:
+        bar = st.progress(0.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+        model = engine.load(name, device=SETTINGS.device, progress=progress, max_params=SETTINGS.max_params)
+        status.update(label=f"{name} ready", state="complete", expanded=False)
+    return model
+
+
+@st.cache_resource(show_spinner=False)
+def trace_cache() -> TraceCache:
+    return TraceCache(SETTINGS.trace_cache_entries, SETTINGS.trace_cache_mb << 20)
+
+
+def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: frozenset) -> engine.Trace:
+    key = (model.config.name, model.source, text, causal, tuple(sorted(heads_off)), SETTINGS.max_tokens)
+
+    def compute() -> engine.Trace:
+        head_mask = model.default_head_mask()
+        for layer, head in heads_off:
+            head_mask[layer, head] = False
+        return model.run(text, causal=causal, head_mask=head_mask, max_tokens=SETTINGS.max_tokens)
+
+    return trace_cache().get(key, compute)
+
+
+# ---- state: session_state, restored from and written back to the URL ---------------------------------------
+
+def parse_heads(value: str) -> frozenset:
+    heads = set()
+    for item in value.split(","):
+        layer, _, head = item.strip().partition(".")
+        if layer.isdigit() and head.isdigit():
+            heads.add((int(layer), int(head)))
+    return frozenset(heads)
+
+
+def init_state() -> None:
+    """First run of a session: defaults, overridden by whatever the URL carries."""
+    if "initialised" in st.session_state:
+        return
+    s, q = st.session_state, st.query_params
+    s.initialised = True
+    s.model = "smollm2-135m"
+    s.model_choice = "smollm2-135m"
+    s.custom_model = ""
+    s.text = presets.SENTENCES[0][1]
+    s.mask = "model default"
+    s.layer, s.head, s.position = 0, 0, -1
+    s.layout = "query rows"
+    s.heads_off = frozenset()
+    s.failed_model = {}
+    if q.get("model"):
+        if q["model"] in engine.EMBEDDED:
+            s.model_choice = s.model = q["model"]
+        elif SETTINGS.allow_custom_models:
+            s.model_choice, s.custom_model = OTHER, q["model"]
+    if q.get("text"):
+        s.text = q["text"][: SETTINGS.max_chars]
+    s.mask = q.get("mask") if q.get("mask") in MASKS else s.mask
+    s.layout = q.get("layout") if q.get("layout") in LAYOUTS else s.layout
+    for name in ("layer", "head", "position"):
+        try:
+            s[name] = int(q.get(name, s[name]))
+        except ValueError:
+            pass
+    s.heads_off = parse_heads(q.get("off", ""))
+
+
+def write_url(model_name: str) -> None:
+    s = st.session_state
+    params = {"model": model_name, "text": s.text, "mask": s.mask, "layer": s.layer, "head": s.head,
+              "layout": s.layout, "position": s.position}
+    if s.heads_off:
+        params["off"] = ",".join(f"{layer}.{head}" for layer, head in sorted(s.heads_off))
+    current = {k: st.query_params.get(k) for k in params}
+    if current != {k: str(v) for k, v in params.items()}:
+        st.query_params.from_dict({k: str(v) for k, v in params.items()})
+
+
+# ---- sidebar ------------------------------------------------------------------------------------------
+
+def choose_model() -> engine.Model:
+    """The model picker. A model that fails to load leaves the previous one in place, with the reason."""
+    s = st.session_state
+    options = list(engine.EMBEDDED) + ([OTHER] if SETTINGS.allow_custom_models else [])
+    if s.model_choice not in options:
+        s.model_choice = options[0]
+    choice = st.sidebar.selectbox(
+        "Model", options, key="model_choice",
+        format_func=lambda n: f"{n} — {engine.EMBEDDED[n]['description']}" if n in engine.EMBEDDED else n,
+    )
+    target = choice
+    if choice == OTHER:
+        target = st.sidebar.text_input(
+            "Hugging Face id or local folder", key="custom_model", placeholder="gpt2, distilgpt2, bert-base-uncased",
+            help="GPT-2, Llama and BERT families. Loading from the hub needs internet; remote code is never run.",
+        ).strip()
+    if target and target != s.model:
+        if target in s.failed_model:
+            st.sidebar.error(s.failed_model[target])
+        else:
+            try:
+                get_model(target)
+                s.model = target
+            except engine.EngineError as err:
+                s.failed_model[target] = f"Could not load {target}: {err} Still showing {s.model}."
+                st.sidebar.error(s.failed_model[target])
+            except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
+                s.failed_model[target] = f"Could not load {target} ({type(err).__name__}: {err}). Still showing {s.model}."
+                st.sidebar.error(s.failed_model[target])
+    return get_model(s.model)
+
+
+def sidebar_text() -> str:
+    s = st.session_state
+    st.sidebar.selectbox("Preset sentences", [label for label, _ in presets.SENTENCES], key="preset",
+                         index=None, placeholder="choose a preset…", on_change=presets.apply_preset)
+    st.sidebar.text_area("Sentence", key="text", height=110)
+    text = s.text
+    if len(text) > SETTINGS.max_chars:
+        st.sidebar.info(f"Your text has {len(text):,} characters; the first {SETTINGS.max_chars:,} are used.")
+        text = text[: SETTINGS.max_chars]
+    return text
+
+
+def sidebar_controls(model: engine.Model) -> None:
+    cfg, s = model.config, st.session_state
+    st.sidebar.radio("Masking", list(MASKS), key="mask", horizontal=True,
+                     help=f"{cfg.name}'s own mask is {'causal' if cfg.causal else 'none (bidirectional)'}.")
+    s.layer = min(max(int(s.layer), 0), cfg.n_layers - 1)
+    s.head = min(max(int(s.head), 0), cfg.n_heads - 1)
+    st.sidebar.slider("Layer", 0, cfg.n_layers - 1, key="layer")
+    st.sidebar.slider("Head", 0, cfg.n_heads - 1, key="head")
+    st.sidebar.radio("Pattern layout", list(LAYOUTS), key="layout", horizontal=True,
+                     help="Query rows: each row sums to 1. The notes draw keys as rows and queries as columns, "
+                          "so each column sums to 1.")
+    s.heads_off = frozenset((la, h) for la, h in s.heads_off if la < cfg.n_layers and h < cfg.n_heads)
+
+
+# ---- page ---------------------------------------------------------------------------------------------
+
+def main() -> None:
+    init_state()
+    s = st.session_state
+    st.sidebar.title("Attention Explorer")
+    model = choose_model()
+    text = sidebar_text()
+    sidebar_controls(model)
+
+    if not text.strip():
+        st.warning("The sentence is empty: type something to see its attention."
+                   + (" Showing the last sentence that ran." if s.get("last_good_text") else ""))
+        text = s.get("last_good_text") or presets.SENTENCES[0][1]
+    causal = MASKS[s.mask]
+    try:
+        trace = get_trace(model, text, causal, s.heads_off)
+        base = get_trace(model, text, None, frozenset()) if (causal is not None or s.heads_off) else None
+    except engine.EngineError as err:
+        st.error(f"This text could not be run: {err}")
+        return
+    s.last_good_text = text
+    if trace.truncated:
+        st.info(f"The text has {trace.n_tokens_in_text:,} tokens; the first {trace.n_tokens:,} were used "
+                f"(limit: {min(SETTINGS.max_tokens, model.config.max_tokens):,}).")
+    if trace.patterns_reduced:
+        st.caption("Long text: attention patterns are kept as float16 to bound memory (about 3 significant digits).")
+    st.caption(markdown_literal(
+        f"{model.config.name}: {model.config.n_layers} layers × {model.config.n_heads} heads, "
+        f"{trace.n_tokens} tokens, mask: {'causal' if trace.causal else 'none'}, "
+        f"{len(s.heads_off)} head(s) switched off"))
+
+    views = explorer.View(model=model, trace=trace, base=base, layer=s.layer, head=s.head,
+                          layout=LAYOUTS[s.layout], run=lambda t, c: get_trace(model, t, c, frozenset()))
+    tabs = st.tabs(["Attention pattern", "All heads", "Query · key", "Interventions", "Δe: embedding changes",
+                    "Projections", "Word senses", "Parameters"])
+    with tabs[0]:
+        explorer.render_pattern_tab(views)
+    with tabs[1]:
+        explorer.render_head_grid_tab(views)
+    with tabs[2]:
+        explorer.render_qk_tab(views)
+    with tabs[3]:
+        explorer.render_interventions_tab(views)
+    explorer.render_meaning_tabs(views, tabs[4:])
+    write_url(s.model)
+
+
+main()

@@ -1,0 +1,232 @@
+"""The explorer's tabs: pattern and scores, all heads, query·key detail, interventions and predictions.
+
+Each `render_*` takes a `View` (the model, the current trace, the unmodified trace when an intervention is
+active, and the selection) and draws with the figure builders of the sibling modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+import engine
+from engine.head_stats import head_summary
+from engine.predict import top_predictions
+
+from . import head_grid, predictions, qk_detail
+from .labels import markdown_literal, token_labels
+from .pattern import pattern_csv, pattern_figure, scores_figure
+
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+@dataclass
+class View:
+    model: engine.Model
+    trace: engine.Trace
+    base: engine.Trace | None  # the unmodified run, when a mask or head switch is active
+    layer: int
+    head: int
+    layout: str  # "query_rows" | "key_rows"
+    run: Callable[[str, bool | None], engine.Trace]  # cached engine call, for views that run other texts
+
+    @property
+    def head_off(self) -> bool:
+        return not bool(self.trace.head_mask[self.layer, self.head])
+
+
+def numpy(t) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def chart(fig, key: str, **kwargs):
+    return st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
+
+
+# ---- cached derived data, keyed by the trace's unique id -----------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _head_stats(trace_id: int, _trace: engine.Trace) -> dict[str, np.ndarray]:
+    return {name: numpy(values) for name, values in head_summary(_trace).items()}
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _grid_figure(trace_id: int, _trace: engine.Trace, selected: tuple[int, int]):
+    patterns = _trace.all_patterns().cpu().numpy()  # [n_layers, n_heads, n, n]
+    disabled = ~_trace.head_mask.numpy()
+    return head_grid.head_grid_figure(patterns, selected=selected, disabled=disabled)
+
+
+
+
+# ---- tab: pattern and scores --------------------------------------------------------------------------
+
+def render_pattern_tab(v: View) -> None:
+    layer, head, trace = v.layer, v.head, v.trace
+    tokens = trace.tokens
+    pattern = numpy(trace["pattern", layer][head])  # [n, n]
+    scores = numpy(trace["scores", layer][head])  # [n, n]
+    masked = trace.masked().cpu().numpy()  # [n, n]
+    if v.head_off:
+        st.warning(f"Head {layer}.{head} is switched off: its pattern is computed but it adds nothing (Δe = 0).")
+    left, right = st.columns(2)
+    with left:
+        st.subheader(f"Attention pattern · layer {layer}, head {head}")
+        st.caption("softmax over keys of the masked scores; "
+                   + ("each row sums to 1" if v.layout == "query_rows" else "each column sums to 1 (the notes' layout)"))
+        chart(pattern_figure(pattern, tokens, layout=v.layout, scores=scores, title=""), key="pattern_fig")
+        st.download_button("Download this pattern (CSV)", pattern_csv(pattern, tokens, v.layout),
+                           file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")
+    with right:
+        st.subheader("Scores q·k / √d_head, before softmax")
+        st.caption("masked cells (a key after its query, under a causal mask) become −∞ and get weight 0")
+        chart(scores_figure(scores, masked, tokens, layout=v.layout), key="scores_fig")
+    render_predictions(v, key="pattern_tab", choose_position=True)
+
+
+# ---- predictions ---------------------------------------------------------------------------------------
+
+def render_predictions(v: View, key: str, choose_position: bool = False) -> None:
+    cfg, trace = v.model.config, v.trace
+    st.subheader("Next-token prediction")
+    if trace.logits is None:
+        st.info(f"{cfg.name} is an encoder without a language-model head, so it predicts no next token. "
+                "Its attention, Δe and word senses are all here; pick SmolLM2 to see predictions change.")
+        return
+    n = trace.n_tokens
+    s = st.session_state
+    if not -n <= int(s.get("position", -1)) < n:
+        s.position = -1
+    if choose_position:
+        labels = token_labels(trace.tokens)
+        st.selectbox("after token", list(range(-1, n)), key="position",
+                     format_func=lambda i: "the last token" if i == -1 else f"{i}: {labels[i]}")
+    position = int(s.position)
+    base = v.base
+    rows = top_predictions(v.model, trace, position, k=10, base=base)
+    if base is None:
+        chart(predictions.prediction_figure(rows), key=f"pred_fig_{key}")
+        return
+    base_rows = top_predictions(v.model, base, position, k=10, base=trace)
+    st.caption("An intervention is active: the unmodified run is beside it, with the change in probability.")
+    chart(predictions.prediction_figure(base_rows, rows), key=f"pred_fig_{key}")
+    st.dataframe(predictions.prediction_table(base_rows, rows), hide_index=True, key=f"pred_table_{key}")
+
+
+# ---- tab: all heads ------------------------------------------------------------------------------------
+
+def _select_head_from_grid() -> None:
+    """on_select of the head grid: focus the pattern view on the clicked thumbnail."""
+    points = (st.session_state.get("head_grid_fig") or {}).get("selection", {}).get("points", [])
+    if points:
+        layer, head = head_grid.point_to_head(points[0])
+        if layer is not None:
+            st.session_state.layer, st.session_state.head = layer, head
+
+
+def render_head_grid_tab(v: View) -> None:
+    cfg, trace = v.model.config, v.trace
+    st.subheader(f"Every head: {cfg.n_layers} layers × {cfg.n_heads} heads")
+    st.caption("Each thumbnail is one head's pattern (query rows, key columns). Click one to focus on it; "
+               "switched-off heads are crossed out.")
+    fig = _grid_figure(trace.uid, trace, (v.layer, v.head))
+    chart(fig, key="head_grid_fig", on_select=_select_head_from_grid, selection_mode="points")
+    stats = _head_stats(trace.uid, trace)
+    st.subheader("Per-head summary")
+    cols = st.columns(4)
+    titles = {"entropy": "entropy (bits)", "first": "share on first token", "previous": "share on previous token",
+              "self": "share on itself"}
+    for col, (name, title) in zip(cols, titles.items(), strict=True):
+        with col:
+            chart(head_grid.head_stat_figure(stats[name], title, name), key=f"head_stat_{name}")
+    st.dataframe(head_grid.head_summary_table(stats), hide_index=True, key="head_summary_table")
+
+
+# ---- tab: query · key detail ---------------------------------------------------------------------------
+
+def render_qk_tab(v: View) -> None:
+    trace, layer, head = v.trace, v.layer, v.head
+    n = trace.n_tokens
+    labels = token_labels(trace.tokens)
+    s = st.session_state
+    if not 0 <= int(s.get("qk_query", n - 1)) < n:
+        s.qk_query = n - 1
+    query = st.selectbox("Query token (attending from)", list(range(n)), index=n - 1, key="qk_query",
+                         format_func=lambda i: f"{i}: {labels[i]}")
+    q = numpy(trace["q", layer][head, query])  # [d_head]
+    keys = numpy(trace["k", layer][head])  # [n, d_head]
+    masked = trace.masked()[query].cpu().numpy()  # [n]
+    weights = numpy(trace["pattern", layer][head, query])  # [n]
+    top = int(weights.argmax())
+    st.markdown(markdown_literal(
+        f"Layer {layer}, head {head}: the query of “{trace.tokens[query]}” matches the key of "
+        f"“{trace.tokens[top]}” best (weight {weights[top]:.3f}). Each score is Σᵢ qᵢ·kᵢ / √{trace.config.d_head}."))
+    figs = qk_detail.qk_figures(q, keys, trace.tokens, query, masked=masked, d_head=trace.config.d_head)
+    chart(figs["scores"], key="qk_scores")
+    chart(figs["vectors"], key="qk_vectors")
+    chart(figs["products"], key="qk_products")
+
+
+# ---- tab: interventions --------------------------------------------------------------------------------
+
+def _set_heads_off(heads: frozenset) -> None:
+    st.session_state.heads_off = frozenset(heads)
+    st.session_state.head_switch_version = st.session_state.get("head_switch_version", 0) + 1
+
+
+def _apply_switch_edits(key: str, n_heads: int) -> None:
+    """on_change of the switch grid: apply the edited cells to the set of heads switched off."""
+    edits = st.session_state[key].get("edited_rows", {})
+    off = set(st.session_state.heads_off)
+    for row, changes in edits.items():
+        for column, on in changes.items():
+            head = int(str(column).removeprefix("head "))
+            if 0 <= head < n_heads:
+                (off.discard if on else off.add)((int(row), head))
+    _set_heads_off(frozenset(off))
+
+
+def render_interventions_tab(v: View) -> None:
+    cfg = v.model.config
+    s = st.session_state
+    st.subheader("Switch heads off, change the mask")
+    st.caption("A head switched off adds nothing (Δe = 0) and everything downstream is recomputed. The mask is in "
+               "the sidebar: “none” lets every token see every token, even in a causal model.")
+    every = frozenset((la, h) for la in range(cfg.n_layers) for h in range(cfg.n_heads))
+    layer_heads = frozenset((v.layer, h) for h in range(cfg.n_heads))
+    buttons = st.columns(5)
+    buttons[0].button("All on", on_click=_set_heads_off, args=(frozenset(),), key="heads_all_on")
+    buttons[1].button("All off", on_click=_set_heads_off, args=(every,), key="heads_all_off")
+    buttons[2].button(f"Layer {v.layer} off", on_click=_set_heads_off, args=(s.heads_off | layer_heads,),
+                      key="heads_layer_off")
+    buttons[3].button(f"Layer {v.layer} on", on_click=_set_heads_off, args=(s.heads_off - layer_heads,),
+                      key="heads_layer_on")
+    this = frozenset({(v.layer, v.head)})
+    toggled = s.heads_off - this if (v.layer, v.head) in s.heads_off else s.heads_off | this
+    buttons[4].button(f"Toggle head {v.layer}.{v.head}", on_click=_set_heads_off, args=(toggled,),
+                      key="heads_toggle_this")
+    import pandas as pd
+
+    grid = pd.DataFrame({f"head {h}": [(la, h) not in s.heads_off for la in range(cfg.n_layers)]
+                         for h in range(cfg.n_heads)})
+    grid.index.name = "layer"
+    editor_key = f"head_switches_{s.get('head_switch_version', 0)}"
+    st.data_editor(grid, key=editor_key, on_change=_apply_switch_edits, args=(editor_key, cfg.n_heads),
+                   column_config={c: st.column_config.CheckboxColumn(c, width="small") for c in grid.columns},
+                   height=min(38 + 35 * cfg.n_layers, 420))
+    st.caption(f"{len(s.heads_off)} of {cfg.n_layers * cfg.n_heads} heads off · mask: {s.mask}")
+    render_predictions(v, key="interventions")
+
+
+# ---- tabs: how meaning moves ---------------------------------------------------------------------------
+
+def render_meaning_tabs(v: View, tabs) -> None:
+    from . import deltas, param_counts, projections, senses
+
+    for tab, module, key in zip(tabs, (deltas, projections, senses, param_counts),
+                                ("deltas", "projections", "senses", "params"), strict=True):
+        with tab:
+            module.render(v.model, v.trace, v.run, layer=v.layer, head=v.head, key=key)

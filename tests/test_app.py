@@ -1,0 +1,132 @@
+"""User flows through the real app.py with Streamlit's AppTest (no browser, no server)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+APP = str(ROOT / "app.py")
+
+
+def start(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    for name, value in query.items():
+        at.query_params[name] = str(value)
+    return at.run()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by their widget key."""
+    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def decode(value) -> np.ndarray:
+    """Plotly's JSON holds numpy arrays as typed arrays: {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(x) for x in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).astype(float)
+    return np.array(value, dtype=float)
+
+
+def heatmap(fig: dict) -> np.ndarray:
+    trace = next(t for t in fig["data"] if t["type"] == "heatmap")
+    return decode(trace["z"])
+
+
+def pattern_ticks(at: AppTest) -> list[str]:
+    layout = charts(at)["pattern_fig"]["layout"]
+    return layout["xaxis"]["ticktext"]
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_default_page_shows_the_pattern_heatmap():
+    at = start()
+    no_errors(at)
+    figs = charts(at)
+    assert "pattern_fig" in figs and "scores_fig" in figs
+    z = heatmap(figs["pattern_fig"])
+    assert z.shape[0] == z.shape[1] > 3
+    assert np.allclose(z.sum(axis=1), 1, atol=1e-4)  # query rows by default
+    assert at.query_params["model"] == "smollm2-135m"
+
+
+def test_a_new_sentence_changes_the_tokens():
+    at = start()
+    before = pattern_ticks(at)
+    at.text_area(key="text").set_value("The mole dug a tunnel under the lawn").run()
+    no_errors(at)
+    after = pattern_ticks(at)
+    assert after != before
+    assert any("mole" in t for t in after)
+
+
+def test_mask_none_fills_the_upper_triangle():
+    at = start(layer=2, head=1)
+    z = heatmap(charts(at)["pattern_fig"])
+    assert np.all(np.triu(z, 1) == 0)
+    at.radio(key="mask").set_value("none").run()
+    no_errors(at)
+    z = heatmap(charts(at)["pattern_fig"])
+    assert np.triu(z, 1).sum() > 0.1
+    assert np.allclose(z.sum(axis=1), 1, atol=1e-4)
+
+
+def test_switching_heads_off_changes_the_prediction_panel():
+    at = start(text="The capital of France is")
+    assert not at.dataframe or "pred_table_pattern_tab" not in str(at.dataframe)  # no comparison yet
+    before = charts(at)["pred_fig_pattern_tab"]
+    at.slider(key="layer").set_value(0).run()
+    at.button(key="heads_layer_off").click().run()
+    no_errors(at)
+    assert len(at.session_state.heads_off) == 9
+    after = charts(at)["pred_fig_pattern_tab"]
+    assert after["data"] != before["data"]
+    table = at.dataframe[0].value
+    assert len(table) >= 10 and table["Δ pp"].abs().max() > 0.1  # change vs the unmodified run
+    paris = table[table["token"] == "␣Paris"].iloc[0]
+    assert paris["before %"] > paris["probability %"]  # layer 0 off: " Paris" is no longer so sure
+
+
+def test_the_url_restores_the_view():
+    at = start(text="a fluffy blue creature roamed the verdant forest", layer=5, head=3, mask="none",
+               off="5.3,7.0", layout="key rows (notes)")
+    no_errors(at)
+    s = at.session_state
+    assert (s.layer, s.head, s.mask, s.layout) == (5, 3, "none", "key rows (notes)")
+    assert s.heads_off == frozenset({(5, 3), (7, 0)})
+    z = heatmap(charts(at)["pattern_fig"])
+    assert np.allclose(z.sum(axis=0), 1, atol=1e-4)  # the notes' layout: columns sum to 1
+    # the state is written back, so the link reproduces it
+    again = start(**{k: at.query_params[k] for k in at.query_params})
+    assert np.array_equal(heatmap(charts(again)["pattern_fig"]), z)
+
+
+def test_html_like_sentence_is_shown_literally():
+    text = "<b>bold</b> **x** $x^2$ <img src=x onerror=alert(1)>"
+    at = start(text=text)
+    no_errors(at)
+    ticks = pattern_ticks(at)
+    spec = json.dumps(charts(at)["pattern_fig"])
+    assert "<b>" not in spec and "<img" not in spec
+    joined = "".join(ticks)
+    assert "&lt;b&gt;" in joined or "＜b＞" in joined or "<" not in joined
+
+
+def test_minilm_explains_that_an_encoder_has_no_prediction():
+    at = start(model="minilm-l6", text="The mole is a unit in chemistry.")
+    no_errors(at)
+    assert any("encoder without a language-model head" in i.value for i in at.info)
+    z = heatmap(charts(at)["pattern_fig"])
+    assert np.triu(z, 1).sum() > 0.1  # bidirectional by default
