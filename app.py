@@ -3,6 +3,8 @@ components/ and every number comes from engine/."""
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 import engine
@@ -85,6 +87,8 @@ def init_state() -> None:
         s.text = q["text"][: SETTINGS.max_chars]
     s.mask = q.get("mask") if q.get("mask") in MASKS else s.mask
     s.layout = q.get("layout") if q.get("layout") in LAYOUTS else s.layout
+    if q.get("tab") in explorer.TABS:
+        s.tab = q["tab"]
     for name in ("layer", "head", "position"):
         try:
             s[name] = int(q.get(name, s[name]))
@@ -96,7 +100,7 @@ def init_state() -> None:
 def write_url(model_name: str) -> None:
     s = st.session_state
     params = {"model": model_name, "text": s.text, "mask": s.mask, "layer": s.layer, "head": s.head,
-              "layout": s.layout, "position": s.position}
+              "layout": s.layout, "position": s.position, "tab": s.get("tab") or next(iter(explorer.TABS))}
     if s.heads_off:
         params["off"] = ",".join(f"{layer}.{head}" for layer, head in sorted(s.heads_off))
     current = {k: st.query_params.get(k) for k in params}
@@ -133,7 +137,8 @@ def choose_model() -> engine.Model:
                 s.failed_model[target] = f"Could not load {target}: {err} Still showing {s.model}."
                 st.sidebar.error(s.failed_model[target])
             except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
-                s.failed_model[target] = f"Could not load {target} ({type(err).__name__}: {err}). Still showing {s.model}."
+                reason = f"{type(err).__name__}: {err}"
+                s.failed_model[target] = f"Could not load {target} ({reason}). Still showing {s.model}."
                 st.sidebar.error(s.failed_model[target])
     return get_model(s.model)
 
@@ -196,20 +201,18 @@ def main() -> None:
         f"{trace.n_tokens} tokens, mask: {'causal' if trace.causal else 'none'}, "
         f"{len(s.heads_off)} head(s) switched off"))
 
-    views = explorer.View(model=model, trace=trace, base=base, layer=s.layer, head=s.head,
-                          layout=LAYOUTS[s.layout], run=lambda t, c: get_trace(model, t, c, frozenset()))
-    tabs = st.tabs(["Attention pattern", "All heads", "Query · key", "Interventions", "Δe: embedding changes",
-                    "Projections", "Word senses", "Parameters"])
-    with tabs[0]:
-        explorer.render_pattern_tab(views)
-    with tabs[1]:
-        explorer.render_head_grid_tab(views)
-    with tabs[2]:
-        explorer.render_qk_tab(views)
-    with tabs[3]:
-        explorer.render_interventions_tab(views)
-    explorer.render_meaning_tabs(views, tabs[4:])
+    view = explorer.View(model=model, trace=trace, base=base, layer=s.layer, head=s.head,
+                         layout=LAYOUTS[s.layout], run=lambda t, c: get_trace(model, t, c, frozenset()))
+    # Only the open tab runs (on_change="rerun"), so a rerun pays for what the user is looking at.
+    tabs = st.tabs(list(explorer.TABS), key="tab", on_change="rerun")
+    for container, render in zip(tabs, explorer.TABS.values(), strict=True):
+        if container.open:
+            with container:
+                render(view)
     write_url(s.model)
 
 
+started = time.perf_counter()
 main()
+st.session_state.server_ms = (time.perf_counter() - started) * 1000
+

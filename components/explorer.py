@@ -10,14 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 import engine
 from engine.head_stats import head_summary
 from engine.predict import top_predictions
 
-from . import head_grid, predictions, qk_detail
-from .labels import markdown_literal, token_labels
+from . import deltas, head_grid, param_counts, predictions, projections, qk_detail, senses
+from .labels import markdown_literal, token_text
 from .pattern import pattern_csv, pattern_figure, scores_figure
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -49,17 +50,39 @@ def chart(fig, key: str, **kwargs):
 # ---- cached derived data, keyed by the trace's unique id -----------------------------------------------
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _head_stats(trace_id: int, _trace: engine.Trace) -> dict[str, np.ndarray]:
-    return {name: numpy(values) for name, values in head_summary(_trace).items()}
+def _thumbnails(trace_id: int, _trace: engine.Trace) -> np.ndarray:
+    """Every head's pattern max-pooled to a thumbnail, one layer at a time: [n_layers, n_heads, t, t]."""
+    return np.stack([head_grid.thumbnails(numpy(_trace["pattern", layer])[None])[0]
+                     for layer in range(_trace.config.n_layers)])
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _grid_figure(trace_id: int, _trace: engine.Trace, selected: tuple[int, int]):
-    patterns = _trace.all_patterns().cpu().numpy()  # [n_layers, n_heads, n, n]
+def _grid_figure(trace_id: int, _trace: engine.Trace):
     disabled = ~_trace.head_mask.numpy()
-    return head_grid.head_grid_figure(patterns, selected=selected, disabled=disabled)
+    return head_grid.head_grid_figure(_thumbnails(trace_id, _trace), disabled=disabled)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _head_stat_views(trace_id: int, _trace: engine.Trace):
+    """Per-head summary: one small figure per statistic, and the table."""
+    stats = {name: numpy(values) for name, values in head_summary(_trace).items()}
+    figures = {name: head_grid.head_stat_figure(stats[name], title, name) for name, title in STAT_TITLES.items()}
+    return figures, head_grid.head_summary_table(stats)
+
+
+STAT_TITLES = {"entropy": "entropy (bits)", "first": "share on first token", "previous": "share on previous token",
+               "self": "share on itself"}
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _prediction_view(trace_id: int, base_id: int | None, position: int, _model: engine.Model,
+                     _trace: engine.Trace, _base: engine.Trace | None):
+    """(figure, table or None) of the top-10 next tokens, with the unmodified run beside when given."""
+    rows = top_predictions(_model, _trace, position, k=10, base=_base)
+    if _base is None:
+        return predictions.prediction_figure(rows), None
+    base_rows = top_predictions(_model, _base, position, k=10, base=_trace)
+    return predictions.prediction_figure(base_rows, rows), predictions.prediction_table(base_rows, rows)
 
 
 # ---- tab: pattern and scores --------------------------------------------------------------------------
@@ -75,8 +98,8 @@ def render_pattern_tab(v: View) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader(f"Attention pattern · layer {layer}, head {head}")
-        st.caption("softmax over keys of the masked scores; "
-                   + ("each row sums to 1" if v.layout == "query_rows" else "each column sums to 1 (the notes' layout)"))
+        sums = "each row sums to 1" if v.layout == "query_rows" else "each column sums to 1 (the notes' layout)"
+        st.caption(f"softmax over keys of the masked scores; {sums}")
         chart(pattern_figure(pattern, tokens, layout=v.layout, scores=scores, title=""), key="pattern_fig")
         st.download_button("Download this pattern (CSV)", pattern_csv(pattern, tokens, v.layout),
                            file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")
@@ -100,20 +123,19 @@ def render_predictions(v: View, key: str, choose_position: bool = False) -> None
     s = st.session_state
     if not -n <= int(s.get("position", -1)) < n:
         s.position = -1
-    if choose_position:
-        labels = token_labels(trace.tokens)
-        st.selectbox("after token", list(range(-1, n)), key="position",
-                     format_func=lambda i: "the last token" if i == -1 else f"{i}: {labels[i]}")
+    if choose_position:  # the widget has its own key: `position` must outlive tabs where it is not drawn
+        labels = [token_text(t) for t in trace.tokens]
+        s.position = st.selectbox("after token", list(range(-1, n)), index=int(s.position) + 1,
+                                  key="position_widget",
+                                  format_func=lambda i: "the last token" if i == -1 else f"{i}: {labels[i]}")
     position = int(s.position)
     base = v.base
-    rows = top_predictions(v.model, trace, position, k=10, base=base)
-    if base is None:
-        chart(predictions.prediction_figure(rows), key=f"pred_fig_{key}")
-        return
-    base_rows = top_predictions(v.model, base, position, k=10, base=trace)
-    st.caption("An intervention is active: the unmodified run is beside it, with the change in probability.")
-    chart(predictions.prediction_figure(base_rows, rows), key=f"pred_fig_{key}")
-    st.dataframe(predictions.prediction_table(base_rows, rows), hide_index=True, key=f"pred_table_{key}")
+    fig, table = _prediction_view(trace.uid, base.uid if base else None, position, v.model, trace, base)
+    if table is not None:
+        st.caption("An intervention is active: the unmodified run is beside it, with the change in probability.")
+    chart(fig, key=f"pred_fig_{key}")
+    if table is not None:
+        st.dataframe(table, hide_index=True, key=f"pred_table_{key}")
 
 
 # ---- tab: all heads ------------------------------------------------------------------------------------
@@ -132,17 +154,16 @@ def render_head_grid_tab(v: View) -> None:
     st.subheader(f"Every head: {cfg.n_layers} layers × {cfg.n_heads} heads")
     st.caption("Each thumbnail is one head's pattern (query rows, key columns). Click one to focus on it; "
                "switched-off heads are crossed out.")
-    fig = _grid_figure(trace.uid, trace, (v.layer, v.head))
+    fig = go.Figure(_grid_figure(trace.uid, trace))  # a copy: the cached figure stays unmarked
+    fig.add_shape(type="rect", x0=v.head - 0.5, x1=v.head + 0.5, y0=v.layer - 0.5, y1=v.layer + 0.5,
+                  line=dict(color=head_grid.SELECTED_COLOR, width=3))
     chart(fig, key="head_grid_fig", on_select=_select_head_from_grid, selection_mode="points")
-    stats = _head_stats(trace.uid, trace)
+    figures, table = _head_stat_views(trace.uid, trace)
     st.subheader("Per-head summary")
-    cols = st.columns(4)
-    titles = {"entropy": "entropy (bits)", "first": "share on first token", "previous": "share on previous token",
-              "self": "share on itself"}
-    for col, (name, title) in zip(cols, titles.items(), strict=True):
+    for col, (name, stat_fig) in zip(st.columns(len(figures)), figures.items(), strict=True):
         with col:
-            chart(head_grid.head_stat_figure(stats[name], title, name), key=f"head_stat_{name}")
-    st.dataframe(head_grid.head_summary_table(stats), hide_index=True, key="head_summary_table")
+            chart(stat_fig, key=f"head_stat_{name}")
+    st.dataframe(table, hide_index=True, key="head_summary_table")
 
 
 # ---- tab: query · key detail ---------------------------------------------------------------------------
@@ -150,7 +171,7 @@ def render_head_grid_tab(v: View) -> None:
 def render_qk_tab(v: View) -> None:
     trace, layer, head = v.trace, v.layer, v.head
     n = trace.n_tokens
-    labels = token_labels(trace.tokens)
+    labels = [token_text(t) for t in trace.tokens]
     s = st.session_state
     if not 0 <= int(s.get("qk_query", n - 1)) < n:
         s.qk_query = n - 1
@@ -162,8 +183,9 @@ def render_qk_tab(v: View) -> None:
     weights = numpy(trace["pattern", layer][head, query])  # [n]
     top = int(weights.argmax())
     st.markdown(markdown_literal(
-        f"Layer {layer}, head {head}: the query of “{trace.tokens[query]}” matches the key of "
-        f"“{trace.tokens[top]}” best (weight {weights[top]:.3f}). Each score is Σᵢ qᵢ·kᵢ / √{trace.config.d_head}."))
+        f"Layer {layer}, head {head}: the query of “{token_text(trace.tokens[query])}” matches the key of "
+        f"“{token_text(trace.tokens[top])}” best (weight {weights[top]:.3f}). "
+        f"Each score is Σᵢ qᵢ·kᵢ / √{trace.config.d_head}."))
     figs = qk_detail.qk_figures(q, keys, trace.tokens, query, masked=masked, d_head=trace.config.d_head)
     chart(figs["scores"], key="qk_scores")
     chart(figs["vectors"], key="qk_vectors")
@@ -223,10 +245,20 @@ def render_interventions_tab(v: View) -> None:
 
 # ---- tabs: how meaning moves ---------------------------------------------------------------------------
 
-def render_meaning_tabs(v: View, tabs) -> None:
-    from . import deltas, param_counts, projections, senses
+def _meaning_tab(module, key: str) -> Callable[[View], None]:
+    def render(v: View) -> None:
+        module.render(v.model, v.trace, v.run, layer=v.layer, head=v.head, key=key)
 
-    for tab, module, key in zip(tabs, (deltas, projections, senses, param_counts),
-                                ("deltas", "projections", "senses", "params"), strict=True):
-        with tab:
-            module.render(v.model, v.trace, v.run, layer=v.layer, head=v.head, key=key)
+    return render
+
+
+TABS: dict[str, Callable[[View], None]] = {
+    "Attention pattern": render_pattern_tab,
+    "All heads": render_head_grid_tab,
+    "Query · key": render_qk_tab,
+    "Interventions": render_interventions_tab,
+    "Δe: embedding changes": _meaning_tab(deltas, "deltas"),
+    "Projections": _meaning_tab(projections, "projections"),
+    "Word senses": _meaning_tab(senses, "senses"),
+    "Parameters": _meaning_tab(param_counts, "params"),
+}

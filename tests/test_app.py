@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-
 pytestmark = pytest.mark.slow
-APP = str(ROOT / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def start(**query) -> AppTest:
@@ -84,19 +83,24 @@ def test_mask_none_fills_the_upper_triangle():
 
 
 def test_switching_heads_off_changes_the_prediction_panel():
-    at = start(text="The capital of France is")
-    assert not at.dataframe or "pred_table_pattern_tab" not in str(at.dataframe)  # no comparison yet
+    at = start(text="The capital of France is", layer=0)
     before = charts(at)["pred_fig_pattern_tab"]
-    at.slider(key="layer").set_value(0).run()
+    assert not at.dataframe  # no comparison table without an intervention
+    at.session_state["tab"] = "Interventions"
+    at.run()
     at.button(key="heads_layer_off").click().run()
     no_errors(at)
-    assert len(at.session_state.heads_off) == 9
+    assert at.session_state.heads_off == frozenset((0, h) for h in range(9))
+    assert "pred_fig_interventions" in charts(at)
+    at.session_state["tab"] = "Attention pattern"
+    at.run()
     after = charts(at)["pred_fig_pattern_tab"]
     assert after["data"] != before["data"]
     table = at.dataframe[0].value
     assert len(table) >= 10 and table["Δ pp"].abs().max() > 0.1  # change vs the unmodified run
     paris = table[table["token"] == "␣Paris"].iloc[0]
     assert paris["before %"] > paris["probability %"]  # layer 0 off: " Paris" is no longer so sure
+    assert "0.0" in at.query_params["off"]
 
 
 def test_the_url_restores_the_view():

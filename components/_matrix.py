@@ -1,0 +1,131 @@
+"""One token × token matrix as a figure: an exact Heatmap for short inputs, a PNG image for long ones.
+
+Axes are token positions 0..n-1 (tick text = labels) so repeated tokens never share a row or column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+
+from components import _image
+from components.labels import axis_ticks, token_labels
+
+Layout = Literal["query_rows", "key_rows"]
+QUERY_TITLE = "query: attending from"
+KEY_TITLE = "key: attending to"
+MASKED_COLOR = "rgb(190,190,190)"
+HOVER_BLOCKS = 64  # hover resolution over an image: blocks per side
+MAX_IMAGE_PX = 1024  # longer inputs are max-pooled to this many pixels per side (bounds the PNG)
+
+
+def orient(a: np.ndarray, layout: Layout) -> np.ndarray:
+    """[n_query, n_key] -> display [rows, cols]: unchanged for query rows, transposed for key rows."""
+    if layout not in ("query_rows", "key_rows"):
+        raise ValueError(f"layout must be 'query_rows' or 'key_rows', not {layout!r}")
+    return a if layout == "query_rows" else np.swapaxes(a, 0, 1)
+
+
+def axis_titles(layout: Layout) -> tuple[str, str]:
+    """(row title, column title) for a layout."""
+    return (QUERY_TITLE, KEY_TITLE) if layout == "query_rows" else (KEY_TITLE, QUERY_TITLE)
+
+
+def cell_data(tokens: Sequence[str], layout: Layout, extra: np.ndarray | None = None,
+              where: np.ndarray | None = None) -> np.ndarray:
+    """[rows, cols] object array of per-cell lists: [query token, key token(, extra value)].
+
+    extra is [rows, cols] (already oriented), rounded to 4 decimals; cells where `where` is False get 0 (no
+    hover there), which keeps a layer's payload small.
+    """
+    labels = token_labels(tokens)
+    values = None if extra is None else np.round(np.asarray(extra, dtype=np.float64), 4)  # [rows, cols]
+    out = np.empty((len(labels), len(labels)), dtype=object)  # [n_query, n_key]
+    for q, query in enumerate(labels):
+        for k, key in enumerate(labels):
+            out[q, k] = [query, key]
+    out = orient(out, layout)  # [rows, cols]
+    if values is not None:
+        for index, cell in np.ndenumerate(out):
+            cell.append(float(values[index]))
+    return out if where is None else np.where(where, out, 0)
+
+
+def cell_hover(layout: Layout, *lines: str) -> str:
+    """Hover template naming the query and key (position: token) of a cell, then the given lines."""
+    q, k = ("%{y:d}", "%{x:d}") if layout == "query_rows" else ("%{x:d}", "%{y:d}")
+    head = f"query {q}: %{{customdata[0]}}<br>key {k}: %{{customdata[1]}}"
+    return "<br>".join([head, *lines]) + "<extra></extra>"
+
+
+def block_labels(tokens: Sequence[str], edges: np.ndarray) -> list[str]:
+    """'512–527: ␣the … ␣cat' for each block of positions between consecutive edges."""
+    labels = token_labels(tokens, max_chars=12)
+    return [
+        f"{a}: {labels[a]}" if b - a == 1 else f"{a}–{b - 1}: {labels[a]} … {labels[b - 1]}"
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+    ]
+
+
+def style(fig: go.Figure, tokens: Sequence[str], layout: Layout, title: str) -> go.Figure:
+    """Token ticks on both axes, row 0 at the top, square cells, titles naming query and key."""
+    vals, text = axis_ticks(token_labels(tokens, max_chars=16), max_ticks=40)
+    row_title, col_title = axis_titles(layout)
+    n = len(tokens)
+    fig.update_xaxes(title_text=col_title, tickvals=vals, ticktext=text, range=[-0.5, n - 0.5],
+                     showgrid=False, zeroline=False, constrain="domain", side="bottom", automargin=True)
+    fig.update_yaxes(title_text=row_title, tickvals=vals, ticktext=text, range=[n - 0.5, -0.5],
+                     autorange=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1,
+                     constrain="domain", automargin=True)
+    fig.update_layout(title_text=title, plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def image_traces(
+    z: np.ndarray,
+    tokens: Sequence[str],
+    layout: Layout,
+    *,
+    colorscale: str,
+    zmin: float,
+    zmax: float,
+    masked: np.ndarray | None,
+    value_name: str,
+    colorbar_title: str,
+) -> list[go.BaseTraceType]:
+    """A PNG image of display matrix z [rows, cols] plus a transparent block Heatmap for hover and colour bar.
+
+    Masked cells (bool [rows, cols]) get their own grey palette entry. Hover names the blocks of query and
+    key positions under the cursor and the block's largest unmasked value.
+    """
+    n = z.shape[0]
+    vals = np.where(masked, -np.inf, z) if masked is not None else z  # [rows, cols], masked = -inf
+    pooled = _image.max_pool(vals, MAX_IMAGE_PX)  # [px, px]
+    colors = _image.palette(colorscale, 255)
+    index = _image.quantize(pooled, zmin, zmax, levels=255, offset=1)
+    index[np.isneginf(pooled)] = 0
+    grey = np.array([[int(c) for c in MASKED_COLOR[4:-1].split(",")]], dtype=np.uint8)
+    scale = n / pooled.shape[0]  # tokens per pixel
+    image = go.Image(source=_image.png_data_uri(index, np.concatenate([grey, colors])), x0=(scale - 1) / 2,
+                     y0=(scale - 1) / 2, dx=scale, dy=scale, hoverinfo="skip",
+                     zsmooth="fast" if pooled.shape[0] > 800 else False)
+    edges = _image.pool_edges(n, HOVER_BLOCKS)
+    block = _image.max_pool(vals, HOVER_BLOCKS)  # [blocks, blocks]
+    names = block_labels(tokens, edges)
+    row_name, col_name = ("queries", "keys") if layout == "query_rows" else ("keys", "queries")
+    value = np.where(np.isneginf(block), "−∞ (masked)", np.char.mod("%.4g", block).astype(object))
+    data = np.empty(block.shape + (3,), dtype=object)
+    data[..., 0] = np.array(names, dtype=object)[:, None]
+    data[..., 1] = np.array(names, dtype=object)[None, :]
+    data[..., 2] = value
+    hover = go.Heatmap(
+        z=np.where(np.isneginf(block), np.nan, block).astype(np.float32), x=edges - 0.5, y=edges - 0.5,
+        customdata=data, opacity=0, colorscale=colorscale, zmin=zmin, zmax=zmax,
+        colorbar=dict(title=dict(text=colorbar_title)), hoverongaps=True,
+        hovertemplate=(f"{row_name} %{{customdata[0]}}<br>{col_name} %{{customdata[1]}}"
+                       f"<br>largest {value_name}: %{{customdata[2]}}<extra></extra>"),
+    )
+    return [image, hover]

@@ -1,0 +1,129 @@
+"""The model view: every head's pattern as one thumbnail in a single image, plus per-head summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from components import _image
+
+THUMB_COLORSCALE = "Blues"
+GAP_COLOR = (255, 255, 255)
+SELECTED_COLOR = "#d62728"
+OFF_COLOR = "rgb(90,90,90)"
+LEVELS = 127  # palette: 0 = gap, 1..127 = heads on, 128..254 = the same colours dimmed for heads off
+STAT_COLUMNS = {
+    "entropy": "entropy (bits)",
+    "first": "first-token share",
+    "previous": "previous-token share",
+    "self": "self share",
+}
+
+
+def thumbnails(patterns: np.ndarray, max_thumb_px: int = 48) -> np.ndarray:
+    """Max-pool every head's pattern to at most max_thumb_px per side, one layer at a time (bounded memory).
+
+    [n_layers, n_heads, n, n] (any float dtype) -> float32 [n_layers, n_heads, t, t], t = min(n, max_thumb_px).
+    """
+    return np.stack([_image.max_pool(layer, max_thumb_px) for layer in patterns])
+
+
+def _palette() -> np.ndarray:
+    colors = _image.palette(THUMB_COLORSCALE, LEVELS).astype(np.float32)  # [LEVELS, 3]
+    dimmed = 0.35 * colors + 0.65 * np.array([225.0, 225.0, 225.0])  # heads off: faded towards grey
+    return np.concatenate([np.array([GAP_COLOR], np.float32), colors, dimmed]).round().astype(np.uint8)
+
+
+def head_grid_figure(
+    patterns: np.ndarray,
+    *,
+    selected: tuple[int, int] | None = None,
+    disabled: np.ndarray | None = None,
+    max_thumb_px: int = 48,
+    gap_px: int = 2,
+) -> go.Figure:
+    """One image of all patterns [n_layers, n_heads, n, n]: rows = layers, columns = heads, colour 0..1.
+
+    Each thumbnail is the max-pooled pattern (query rows, key columns). An invisible marker over each
+    thumbnail gives hover "layer L, head H" and is what a click selects (customdata = [layer, head]).
+    selected=(layer, head) gets an outline; disabled bool [n_layers, n_heads] (True = off) is dimmed and crossed.
+    """
+    thumbs = thumbnails(patterns, max_thumb_px)  # [n_layers, n_heads, t, t]
+    n_layers, n_heads, t, _ = thumbs.shape
+    off = np.zeros((n_layers, n_heads), bool) if disabled is None else np.asarray(disabled, bool)
+    index = _image.quantize(thumbs, 0.0, 1.0, levels=LEVELS, offset=1)  # [n_layers, n_heads, t, t]
+    index[off] += LEVELS
+    pitch = t + gap_px
+    tiles = np.zeros((n_layers, pitch, n_heads, pitch), np.uint8)  # palette 0 = gap
+    tiles[:, :t, :, :t] = index.transpose(0, 2, 1, 3)
+    canvas = tiles.reshape(n_layers * pitch, n_heads * pitch)[: n_layers * pitch - gap_px, : n_heads * pitch - gap_px]
+    origin = -(t - 1) / (2 * pitch)  # centre of thumbnail (L, H) lands on (x=H, y=L)
+    image = go.Image(source=_image.png_data_uri(canvas, _palette()), x0=origin, y0=origin, dx=1 / pitch,
+                     dy=1 / pitch, hoverinfo="skip")
+    layers, heads = np.divmod(np.arange(n_layers * n_heads), n_heads)
+    status = np.where(off.reshape(-1), " (switched off)", "")
+    targets = go.Scatter(
+        x=heads, y=layers, mode="markers", name="heads", showlegend=False,
+        marker=dict(symbol="square", size=16, opacity=0), customdata=np.stack([layers, heads], 1).tolist(),
+        text=status.tolist(), hovertemplate="layer %{customdata[0]}, head %{customdata[1]}%{text}<extra></extra>",
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
+    )
+    crossed = np.argwhere(off)  # [n_off, 2] (layer, head)
+    crosses = go.Scatter(
+        x=crossed[:, 1], y=crossed[:, 0], mode="markers", name="switched off", showlegend=False,
+        marker=dict(symbol="x-thin", size=14, line=dict(width=2, color=OFF_COLOR)), hoverinfo="skip",
+    )
+    fig = go.Figure([image, targets, crosses])
+    if selected is not None:
+        layer, head = selected
+        fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                      line=dict(color=SELECTED_COLOR, width=3))
+    fig.update_xaxes(title_text="head", tickvals=list(range(n_heads)), range=[-0.5, n_heads - 0.5],
+                     showgrid=False, zeroline=False, side="top", constrain="domain")
+    fig.update_yaxes(title_text="layer", tickvals=list(range(n_layers)), range=[n_layers - 0.5, -0.5],
+                     autorange=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    fig.update_layout(height=min(max(40 * n_layers + 80, 300), 1400), hovermode="closest", hoverdistance=-1,
+                      plot_bgcolor="white", margin=dict(l=10, r=10, t=40, b=10))
+    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+
+
+def point_to_head(point: Mapping[str, Any]) -> tuple[int, int] | tuple[None, None]:
+    """(layer, head) of a point from `st.plotly_chart(..., on_select=...)` selection, or (None, None)."""
+    data = point.get("customdata")
+    if isinstance(data, list | tuple) and len(data) >= 2:
+        return int(data[0]), int(data[1])
+    if point.get("x") is not None and point.get("y") is not None:
+        return int(round(float(point["y"]))), int(round(float(point["x"])))
+    return None, None
+
+
+def head_summary_table(stats: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Tidy table, one row per head: layer, head and each stat given ([n_layers, n_heads] arrays).
+
+    Keys "entropy", "first", "previous", "self" become entropy (bits), first-token share, previous-token
+    share, self share.
+    """
+    present = {key: np.asarray(stats[key], dtype=np.float64) for key in STAT_COLUMNS if key in stats}
+    if not present:
+        raise ValueError(f"stats needs one of {list(STAT_COLUMNS)}")
+    n_layers, n_heads = next(iter(present.values())).shape
+    layers, heads = np.divmod(np.arange(n_layers * n_heads), n_heads)
+    columns = {"layer": layers, "head": heads}
+    columns.update({STAT_COLUMNS[key]: values.reshape(-1) for key, values in present.items()})
+    return pd.DataFrame(columns)
+
+
+def head_stat_figure(values: np.ndarray, title: str, colorbar_title: str) -> go.Figure:
+    """Small heatmap of one number per head, values [n_layers, n_heads]: rows = layers, columns = heads."""
+    z = np.asarray(values, dtype=np.float32)  # [n_layers, n_heads]
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title=dict(text=colorbar_title)),
+                               hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="head", showgrid=False, zeroline=False, dtick=1 if z.shape[1] <= 16 else None)
+    fig.update_yaxes(title_text="layer", autorange="reversed", showgrid=False, zeroline=False)
+    fig.update_layout(title_text=title, height=min(max(14 * z.shape[0] + 120, 250), 600),
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)

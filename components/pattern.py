@@ -1,0 +1,109 @@
+"""The attention pattern of one head, and its pre-softmax scores, as token × token figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from components import _matrix
+from components._matrix import Layout
+from components.labels import token_text
+
+PATTERN_COLORSCALE = "Blues"
+SCORES_COLORSCALE = "RdBu_r"
+SCORE_NAME = "score q·k/√d_head"
+
+
+def _check(a: np.ndarray, tokens: Sequence[str], name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if a.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"{name} has shape {a.shape}, expected [n, n] with n = {len(tokens)} tokens")
+    return a
+
+
+def pattern_figure(
+    pattern: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    layout: Layout = "query_rows",
+    title: str = "",
+    scores: np.ndarray | None = None,
+    image_threshold: int = 128,
+    zmax: float | None = 1.0,
+) -> go.Figure:
+    """Heatmap of pattern [n_query, n_key] (rows sum to 1); an image when n > image_threshold.
+
+    layout "key_rows" transposes (keys as rows, each column sums to 1, as in the explanation). Hover names
+    query, key, weight and, given scores [n_query, n_key], the raw q·k/√d_head. zmax=None: the pattern's max.
+    """
+    pattern = _check(pattern, tokens, "pattern")  # [n_query, n_key]
+    top = float(zmax) if zmax is not None else max(float(pattern.max(initial=0.0)), 1e-9)
+    z = _matrix.orient(pattern, layout)  # [rows, cols]
+    if len(tokens) > image_threshold:
+        traces = _matrix.image_traces(z, tokens, layout, colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
+                                      masked=None, value_name="weight", colorbar_title="weight")
+    else:
+        lines = ["weight %{z:.4f}"]
+        raw = None
+        if scores is not None:
+            raw = _matrix.orient(_check(scores, tokens, "scores"), layout)  # [rows, cols]
+            lines.append(f"{SCORE_NAME} %{{customdata[2]:.3f}}")
+        traces = [go.Heatmap(z=z, customdata=_matrix.cell_data(tokens, layout, raw), colorscale=PATTERN_COLORSCALE,
+                             zmin=0.0, zmax=top, colorbar=dict(title=dict(text="weight")),
+                             hovertemplate=_matrix.cell_hover(layout, *lines))]
+    return _matrix.style(go.Figure(traces), tokens, layout, title)
+
+
+def scores_figure(
+    scores: np.ndarray,
+    masked: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    layout: Layout = "query_rows",
+    title: str = "",
+    image_threshold: int = 128,
+) -> go.Figure:
+    """Pre-softmax scores q·k/√d_head [n_query, n_key] on a diverging scale centred at 0.
+
+    Masked cells (bool [n_query, n_key], True = masked) are not on the colour scale: a grey layer shows
+    through their gap and hover says "−∞ (masked)" with the score the mask replaced.
+    """
+    scores = _check(scores, tokens, "scores")  # [n_query, n_key]
+    masked = np.broadcast_to(np.asarray(masked, dtype=bool), scores.shape)  # [n_query, n_key]
+    visible = scores[~masked]
+    bound = max(float(np.abs(visible).max(initial=0.0)), 1e-6)
+    z, hidden = _matrix.orient(scores, layout), _matrix.orient(masked, layout)  # [rows, cols]
+    if len(tokens) > image_threshold:
+        traces = _matrix.image_traces(z, tokens, layout, colorscale=SCORES_COLORSCALE, zmin=-bound, zmax=bound,
+                                      masked=hidden, value_name="score", colorbar_title=SCORE_NAME)
+    else:
+        # Two layers, each with gaps (NaN) where the other draws: hover comes from whichever has the cell.
+        grey = go.Heatmap(z=np.where(hidden, 1.0, np.nan).astype(np.float32), showscale=False, hoverongaps=False,
+                          colorscale=[[0, _matrix.MASKED_COLOR], [1, _matrix.MASKED_COLOR]],
+                          customdata=_matrix.cell_data(tokens, layout, z, where=hidden),
+                          hovertemplate=_matrix.cell_hover(
+                              layout, f"{SCORE_NAME} −∞ (masked)", "before the mask: %{customdata[2]:.3f}"))
+        main = go.Heatmap(z=np.where(hidden, np.nan, z).astype(np.float32), hoverongaps=False,
+                          customdata=_matrix.cell_data(tokens, layout, where=~hidden),
+                          colorscale=SCORES_COLORSCALE, zmin=-bound, zmax=bound,
+                          colorbar=dict(title=dict(text=SCORE_NAME)),
+                          hovertemplate=_matrix.cell_hover(layout, f"{SCORE_NAME} %{{z:.3f}}"))
+        traces = [grey, main]
+    return _matrix.style(go.Figure(traces), tokens, layout, title)
+
+
+def pattern_csv(pattern: np.ndarray, tokens: Sequence[str], layout: Layout = "query_rows") -> str:
+    """CSV text of the pattern as displayed: header row and first column are '3: mole' (position: token)."""
+    z = _matrix.orient(_check(pattern, tokens, "pattern"), layout)  # [rows, cols]
+    names = [f"{i}: {token_text(t)}" for i, t in enumerate(tokens)]
+    row_title, col_title = _matrix.axis_titles(layout)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f"{row_title.split(':')[0]} \\ {col_title.split(':')[0]}", *names])
+    for name, row in zip(names, z, strict=True):
+        writer.writerow([name, *(f"{v:.6g}" for v in row)])
+    return out.getvalue()
