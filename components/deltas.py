@@ -1,0 +1,173 @@
+"""Δe: how much each head moves each token, how the heads add up, a logit lens on a delta, value down/up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import engine
+from engine import analysis
+
+from .labels import axis_ticks, markdown_literal, position_labels, token_labels, token_text
+
+PLOT_CONFIG = {"displaylogo": False}
+
+
+def chart(fig: go.Figure, key: str) -> None:
+    st.plotly_chart(fig, width="stretch", key=key, config=PLOT_CONFIG)
+
+
+def token_select(label: str, tokens: Sequence[str], key: str, default: int | None = None) -> int:
+    """A selectbox of token positions ('3: ␣mole') whose stale value (a shorter text) falls back to default."""
+    n = len(tokens)
+    default = n - 1 if default is None else min(max(default, 0), n - 1)
+    options, show = list(range(n)), (lambda i: f"{i}: {token_text(tokens[i])}")
+    if key in st.session_state:  # the user's choice wins; a position the text no longer has falls back
+        if st.session_state[key] not in options:
+            st.session_state[key] = default
+        return int(st.selectbox(label, options, key=key, format_func=show))
+    return int(st.selectbox(label, options, index=default, key=key, format_func=show))
+
+
+def last_word_token(model: engine.Model, trace: engine.Trace) -> int:
+    """The last position that is not a special token ([SEP] in BERT), the natural default to inspect."""
+    special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
+    plain = [i for i, t in enumerate(trace.token_ids) if t not in special]
+    return plain[-1] if plain else trace.n_tokens - 1
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+
+def delta_norm_figure(norms: np.ndarray, tokens: Sequence[str], layer: int, token: int | None = None) -> go.Figure:
+    """Heatmap heads × tokens of ‖Δe‖ [n_heads, n]."""
+    n_heads, n = norms.shape
+    hover = np.array([[[p] for p in position_labels(tokens)]] * n_heads, dtype=object)  # [n_heads, n, 1]
+    fig = go.Figure(go.Heatmap(z=norms, customdata=hover, colorscale="Viridis", colorbar=dict(title="‖Δe‖"),
+                               hovertemplate="head %{y}<br>token %{customdata[0]}<br>‖Δe‖ %{z:.3f}<extra></extra>"))
+    vals, text = axis_ticks(token_labels(tokens, max_chars=14))
+    fig.update_xaxes(title_text="token (the embedding being moved)", tickvals=vals, ticktext=text)
+    fig.update_yaxes(title_text="head", autorange="reversed", dtick=1)
+    if token is not None:
+        fig.add_vrect(x0=token - 0.5, x1=token + 0.5, line=dict(color="red", width=2))
+    fig.update_layout(title_text=f"Layer {layer}: how far each head moves each token, ‖Δe‖ = ‖head_out‖",
+                      height=max(260, 22 * n_heads + 140), margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def delta_sum_figure(ds: analysis.DeltaSum) -> go.Figure:
+    """Waterfall: each head's Δe along the attention output's direction, plus b_O, adds up to ‖attn_out‖."""
+    names = [f"head {h}" for h in range(len(ds.along))] + (["b_O"] if ds.has_bias else []) + ["attn_out"]
+    values = [*ds.along.tolist(), *([ds.bias_along] if ds.has_bias else []), ds.attn_norm]
+    measure = ["relative"] * (len(values) - 1) + ["total"]
+    fig = go.Figure(go.Waterfall(x=names, y=values, measure=measure, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(title_text="Stacked: each head's Δe along the direction of attn_out (they add up to its length)",
+                      yaxis_title="component along attn_out", height=360, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def delta_dims_figure(ds: analysis.DeltaSum, n_dims: int = 48) -> go.Figure:
+    """Rows: each head's Δe, b_O, their sum and attn_out, on the dimensions where attn_out is largest."""
+    dims = np.sort(np.argsort(-np.abs(ds.attn_out))[:n_dims])
+    rows = [*ds.head_out[:, dims], ds.b_O[dims], (ds.heads_sum + ds.b_O)[dims], ds.attn_out[dims]]
+    names = [f"head {h}" for h in range(len(ds.head_out))] + ["b_O", "Σ heads + b_O", "attn_out"]
+    z = np.stack(rows)
+    top = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=z, x=[str(d) for d in dims], y=names, colorscale="RdBu_r", zmin=-top, zmax=top,
+                               hovertemplate="%{y}<br>dimension %{x}<br>%{z:.4f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text=f"the {len(dims)} dimensions (of {len(ds.attn_out)}) where attn_out is largest",
+                     type="category")
+    fig.update_layout(title_text="The vectors themselves: the last two rows are equal",
+                      height=max(300, 20 * len(names) + 140), margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def value_mix_figure(vf: analysis.ValueFactoring, tokens: Sequence[str]) -> go.Figure:
+    """Per key token: the pattern weight and the size of its weighted value vector w_j · v_j W_O."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("pattern weight w_j (query → key j)", "‖w_j · v_j W_O[h]‖ (added to Δe)"))
+    hover = position_labels(tokens)
+    x = list(range(len(tokens)))
+    fig.add_trace(go.Bar(x=x, y=vf.weights, customdata=hover, name="weight",
+                         hovertemplate="%{customdata}<br>w %{y:.4f}<extra></extra>"), row=1, col=1)
+    data = np.array(list(zip(hover, vf.value_norms.tolist(), strict=True)), dtype=object)  # [n, 2]
+    fig.add_trace(go.Bar(x=x, y=vf.contribution_norms, customdata=data,
+                         name="weighted value", marker_color="darkorange",
+                         hovertemplate="%{customdata[0]}<br>‖w v W_O‖ %{y:.3f}<br>‖v W_O‖ %{customdata[1]:.3f}"
+                                       "<extra></extra>"), row=2, col=1)
+    vals, text = axis_ticks(token_labels(tokens, max_chars=14))
+    fig.update_xaxes(tickvals=vals, ticktext=text, row=2, col=1)
+    fig.update_xaxes(title_text="key token (whose value vector is mixed in)", row=2, col=1)
+    fig.update_layout(title_text=f"Which value vectors query {vf.query} mixes into head {vf.head}'s Δe",
+                      showlegend=False, height=460, margin=dict(l=10, r=10, t=80, b=10))
+    return fig
+
+
+def lens_tables(readings: Sequence[analysis.LensReading]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pushed up, pushed down): one column per reading, rows ranked; tokens shown literally."""
+    def table(side: str) -> pd.DataFrame:
+        cols = {r.label: [f"{token_text(t)}  ({v:+.2f})" for t, v in getattr(r, side)] for r in readings}
+        return pd.DataFrame(cols, index=pd.RangeIndex(1, len(readings[0].up) + 1, name="rank"))
+
+    return table("up"), table("down")
+
+
+# ---- tab -----------------------------------------------------------------------------------------------
+
+def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | None], engine.Trace], *,
+           layer: int, head: int, key: str) -> None:
+    """The Δe tab: per-head deltas, their sum, a logit lens on one head's delta, and value down/up."""
+    tokens = trace.tokens
+    st.subheader(f"Δe: what attention adds to each embedding · layer {layer}")
+    st.caption("Each head proposes a change Δe to every token's embedding; the block adds the sum of all heads "
+               "(plus the output bias b_O) to the residual stream.")
+    if note := analysis.post_norm_note(trace):
+        st.info(note)
+    token = token_select("Token whose Δe to break down", tokens, key=f"{key}_token",
+                         default=last_word_token(model, trace))
+    chart(delta_norm_figure(analysis.head_delta_norms(trace, layer), tokens, layer, token), key=f"{key}_norms")
+
+    ds = analysis.delta_sum(trace, layer, token)
+    st.markdown(markdown_literal(f"Token {token}: “{token_text(tokens[token])}”. ")
+                + f"‖attn_out‖ = {ds.attn_norm:.3f}; largest head: {int(ds.head_norms.argmax())} "
+                f"(‖Δe‖ = {ds.head_norms.max():.3f}).")
+    st.metric("check: max |Σ head_out + b_O − attn_out|", f"{ds.error:.2e}",
+              help="Zero up to float32 rounding: the attention output is exactly the sum of the heads' Δe.")
+    left, right = st.columns(2)
+    with left:
+        chart(delta_sum_figure(ds), key=f"{key}_sum")
+    with right:
+        chart(delta_dims_figure(ds), key=f"{key}_dims")
+
+    st.subheader(f"Logit lens on head {layer}.{head}'s Δe")
+    k = st.slider("tokens per list", 3, 15, 8, key=f"{key}_lens_k")
+    st.caption(analysis.lens_note(model) + " Δe is read on its own, and added to the residual stream before it.")
+    up, down = lens_tables(analysis.delta_lens(model, trace, layer, head, token, k))
+    st.markdown("**Pushes up most**")
+    st.dataframe(up, key=f"{key}_lens_up")
+    st.markdown("**Pushes down most**")
+    st.dataframe(down, key=f"{key}_lens_down")
+
+    st.subheader(f"Value down, value up · head {layer}.{head}")
+    vf = analysis.value_factoring(model, trace, layer, head, token)
+    d_model, d_head = vf.value_down_shape
+    shared = (f" Key/value sharing: query head {head} reads key/value head {vf.kv_head}, which {vf.kv_group} "
+              f"query heads share, so `W_V[{vf.kv_head}]` is stored once for all of them."
+              if vf.kv_group > 1 else "")
+    st.markdown(
+        f"The value map of a head goes from the embedding space and back, factored in two: **value down** "
+        f"`W_V[h]` ({d_model} × {d_head} = {vf.value_down_params:,} weights) maps an embedding to a {d_head}-dim "
+        f"value vector, **value up** `W_O[h]` ({vf.value_up_shape[0]} × {vf.value_up_shape[1]} = "
+        f"{vf.value_up_params:,} weights) maps it back to {d_model} dimensions. A full {d_model} × {d_model} map "
+        f"would need {d_model * d_model:,}." + shared)
+    st.caption(markdown_literal(
+        f"Δe of head {head} at “{token_text(tokens[token])}” = Σ_j w_j · v_j W_O[h]: the value vectors of the "
+        f"tokens it attends to, weighted by the pattern. Check: max |Σ − head_out| = {vf.error:.1e}."))
+    if not bool(trace.head_mask[layer, head]):
+        st.warning(f"Head {layer}.{head} is switched off: its weights are shown but it adds nothing (Δe = 0).")
+    chart(value_mix_figure(vf, tokens), key=f"{key}_values")

@@ -1,0 +1,136 @@
+"""Parameter counts: the loaded model from its actual weights, beside the notes' GPT-3 figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import engine
+from engine import analysis
+
+from .deltas import chart
+
+
+def model_table(model: engine.Model) -> pd.DataFrame:
+    """Rows (what, parameters, how) for the loaded model; the last row is the total, equal to n_params()."""
+    cfg = model.config
+    a = analysis.attention_counts(model)
+    cats = analysis.param_categories(model)
+    m = a.per_matrix
+    shared = a.kv_group > 1
+    kv = f", one of {a.n_kv_heads} key/value heads shared by {a.kv_group} query heads" if shared else ""
+    dims = f"{a.d_model} × {a.d_head}"
+    rows = [
+        ("W_Q, one head (query)", m["W_Q"], dims),
+        ("W_K, one head (key)", m["W_K"], dims + kv),
+        ("W_V, one head (value down)", m["W_V"], dims + kv),
+        ("W_O, one head (value up)", m["W_O"], f"{a.d_head} × {a.d_model}"),
+        ("one head, four matrices", a.per_head_unshared, "W_Q + W_K + W_V + W_O"),
+    ]
+    if shared:
+        rows.append(("one head, its share", a.per_head, f"W_Q + W_O + (W_K + W_V) / {a.kv_group}"))
+    biases = f" + biases {a.biases_per_block:,}" if a.biases_per_block else " (no biases)"
+    rows += [
+        ("attention of one block", a.per_block[0],
+         f"{a.n_heads} × (W_Q + W_O) + {a.n_kv_heads} × (W_K + W_V){biases}"),
+        ("all attention", cats["attention"], f"{cfg.n_layers} blocks"),
+        ("MLPs", cats["MLPs"], f"{cfg.n_layers} × {cfg.mlp} MLP, d_mlp = {cfg.d_mlp}"),
+        ("embeddings", cats["embeddings"], _embedding_note(model)),
+        ("norms", cats["norms"], f"{cfg.norm} weights" + (" and biases" if cfg.norm == "layernorm" else "")),
+        ("unembedding", cats["unembedding"], _unembed_note(model, cats["unembedding"])),
+        ("total", sum(cats.values()), f"= {model.n_params():,} counted over the model's weights"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "parameters", "how"])
+
+
+def _embedding_note(model: engine.Model) -> str:
+    cfg = model.config
+    parts = [f"tokens {cfg.d_vocab:,} × {cfg.d_model}"]
+    if "pos_embed.W_pos" in model.params:
+        parts.append(f"positions {model.params['pos_embed.W_pos'].shape[0]:,} × {cfg.d_model}")
+    if "token_type_embed.W_type" in model.params:
+        parts.append(f"segments {cfg.n_token_types} × {cfg.d_model}")
+    return " + ".join(parts)
+
+
+def _unembed_note(model: engine.Model, count: int) -> str:
+    if not model.config.has_lm_head:
+        return "none: an encoder without a language-model head"
+    return "tied to the token embedding W_E, counted once there" if count == 0 else "W_U, its own weights"
+
+
+def config_table(c: analysis.ConfigCounts) -> pd.DataFrame:
+    """The notes' counts for a GPT-style configuration."""
+    rows = [
+        ("one query or key matrix", c.per_matrix, f"d_model × d_head = {c.d_model:,} × {c.d_head}"),
+        ("one head", c.per_head, "4 matrices: query, key, value down, value up"),
+        ("one block of attention", c.per_block, f"{c.n_heads} heads"),
+        ("all attention heads", c.all_attention, f"{c.n_layers} blocks"),
+        ("MLPs", c.mlps, f"{c.n_layers} × 2 × d_model × 4 d_model"),
+        ("embeddings", c.embeddings, f"({c.d_vocab:,} tokens + {c.n_ctx:,} positions) × d_model"),
+        ("total, from the configuration", c.total_estimate, "without biases and norms"),
+    ]
+    if c.total_quoted:
+        rows.append(("total, as published", c.total_quoted, "about 175 billion"))
+    return pd.DataFrame(rows, columns=["what", "parameters", "how"])
+
+
+def share_figure(parts: dict[str, int], title: str) -> go.Figure:
+    parts = {k: v for k, v in parts.items() if v}
+    fig = go.Figure(go.Bar(x=list(parts.values()), y=list(parts), orientation="h",
+                           text=[f"{v / sum(parts.values()):.1%}" for v in parts.values()],
+                           hovertemplate="%{y}: %{x:,}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title_text=title, height=300, xaxis_title="parameters", margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def _styled(df: pd.DataFrame):
+    return df.style.format({"parameters": "{:,}"})
+
+
+def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | None], engine.Trace], *,
+           layer: int, head: int, key: str) -> None:
+    """The parameters tab: the loaded model counted from its weights, and a GPT-3 calculator from the notes."""
+    left, right = st.columns(2)
+    with left:
+        _render_model(model, key)
+    with right:
+        _render_config(key)
+
+
+def _render_model(model: engine.Model, key: str) -> None:
+    cfg = model.config
+    st.subheader(f"{cfg.name}: counted from its weights")
+    st.dataframe(_styled(model_table(model)), hide_index=True, key=f"{key}_model")
+    if cfg.n_kv_heads < cfg.n_heads:
+        st.info(f"Key/value sharing (grouped-query attention): {cfg.name} has {cfg.n_heads} query heads per block "
+                f"but only {cfg.n_kv_heads} key and value heads. Each group of {cfg.kv_group} query heads reads the "
+                f"same keys and values, so a block stores {cfg.n_kv_heads} W_K and W_V instead of {cfg.n_heads}: "
+                f"each head asks its own question (W_Q) and writes its own change (W_O), but reads shared answers.")
+    cats = analysis.param_categories(model)
+    chart(share_figure(cats, f"Where {cfg.name}'s {model.n_params():,} parameters are"), key=f"{key}_model_fig")
+
+
+def _render_config(key: str) -> None:
+    st.subheader("GPT-3 from its configuration, as the notes count it")
+    st.caption("Change the configuration to count another model the same way; GPT-3's values are the defaults.")
+    g = analysis.GPT3
+    cols = [*st.columns(2), *st.columns(2)]
+    fields = ("d_model", "d_head", "n_heads", "n_layers")
+    values = {f: int(col.number_input(f, min_value=1, value=getattr(g, f), step=1, key=f"{key}_{f}"))
+              for col, f in zip(cols, fields, strict=True)}
+    c = replace(g, **values)
+    if c != g:
+        c = replace(c, name="your configuration", total_quoted=0)
+    st.dataframe(_styled(config_table(c)), hide_index=True, key=f"{key}_config")
+    share = c.all_attention / (c.total_quoted or c.total_estimate)
+    st.markdown(f"Attention heads hold **{c.all_attention:,}** parameters, {share:.0%} of the "
+                + ("published total of about 175 billion: the rest is mostly the MLPs." if c.total_quoted
+                   else "total estimated from the configuration."))
+    chart(share_figure({"attention": c.all_attention, "MLPs": c.mlps, "embeddings": c.embeddings},
+                       f"{c.name}: where the parameters are"), key=f"{key}_config_fig")
