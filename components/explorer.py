@@ -107,7 +107,33 @@ def render_pattern_tab(v: View) -> None:
         st.subheader("Scores q·k / √d_head, before softmax")
         st.caption("masked cells (a key after its query, under a causal mask) become −∞ and get weight 0")
         chart(scores_figure(scores, masked, tokens, layout=v.layout), key="scores_fig")
+    if trace.n_tokens > ZOOM_ABOVE:
+        render_zoom(v, pattern, scores, masked)
     render_predictions(v, key="pattern_tab", choose_position=True)
+
+
+ZOOM_ABOVE = 128  # longer patterns are drawn as images; a window of them can be read token by token
+
+
+def render_zoom(v: View, pattern: np.ndarray, scores: np.ndarray, masked: np.ndarray) -> None:
+    """A window of at most ZOOM_ABOVE tokens of a long pattern, drawn cell by cell with every label."""
+    n = v.trace.n_tokens
+    st.subheader("Zoom: read a window token by token")
+    start, end = st.slider("token window (query and key positions)", 0, n - 1,
+                           value=(max(0, n - 64), n - 1), key="zoom_window")
+    if end - start + 1 > ZOOM_ABOVE:
+        end = start + ZOOM_ABOVE - 1
+        st.caption(f"A window shows at most {ZOOM_ABOVE} tokens: showing {start}–{end}.")
+    window = slice(start, end + 1)
+    tokens = v.trace.tokens[window]
+    left, right = st.columns(2)
+    with left:
+        chart(pattern_figure(pattern[window, window], tokens, layout=v.layout, scores=scores[window, window],
+                             offset=start, title=f"pattern, tokens {start}–{end}"), key="zoom_pattern_fig")
+    with right:
+        chart(scores_figure(scores[window, window], masked[window, window], tokens, layout=v.layout,
+                            offset=start, title=f"scores, tokens {start}–{end}"), key="zoom_scores_fig")
+    st.caption("Rows of a window need not sum to 1: a query also attends to keys outside the window.")
 
 
 # ---- predictions ---------------------------------------------------------------------------------------

@@ -34,11 +34,13 @@ def pattern_figure(
     scores: np.ndarray | None = None,
     image_threshold: int = 128,
     zmax: float | None = 1.0,
+    offset: int = 0,
 ) -> go.Figure:
     """Heatmap of pattern [n_query, n_key] (rows sum to 1); an image when n > image_threshold.
 
     layout "key_rows" transposes (keys as rows, each column sums to 1, as in the explanation). Hover names
     query, key, weight and, given scores [n_query, n_key], the raw q·k/√d_head. zmax=None: the pattern's max.
+    offset: position of tokens[0] in the whole text, for a zoomed window (heatmap mode only).
     """
     pattern = _check(pattern, tokens, "pattern")  # [n_query, n_key]
     top = float(zmax) if zmax is not None else max(float(pattern.max(initial=0.0)), 1e-9)
@@ -52,10 +54,12 @@ def pattern_figure(
         if scores is not None:
             raw = _matrix.orient(_check(scores, tokens, "scores"), layout)  # [rows, cols]
             lines.append(f"{SCORE_NAME} %{{customdata[2]:.3f}}")
-        traces = [go.Heatmap(z=z, customdata=_matrix.cell_data(tokens, layout, raw), colorscale=PATTERN_COLORSCALE,
-                             zmin=0.0, zmax=top, colorbar=dict(title=dict(text="weight")),
+        positions = np.arange(offset, offset + len(tokens))
+        traces = [go.Heatmap(z=z, x=positions, y=positions, customdata=_matrix.cell_data(tokens, layout, raw),
+                             colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
+                             colorbar=dict(title=dict(text="weight")),
                              hovertemplate=_matrix.cell_hover(layout, *lines))]
-    return _matrix.style(go.Figure(traces), tokens, layout, title)
+    return _matrix.style(go.Figure(traces), tokens, layout, title, offset if len(tokens) <= image_threshold else 0)
 
 
 def scores_figure(
@@ -66,6 +70,7 @@ def scores_figure(
     layout: Layout = "query_rows",
     title: str = "",
     image_threshold: int = 128,
+    offset: int = 0,
 ) -> go.Figure:
     """Pre-softmax scores q·k/√d_head [n_query, n_key] on a diverging scale centred at 0.
 
@@ -82,18 +87,21 @@ def scores_figure(
                                       masked=hidden, value_name="score", colorbar_title=SCORE_NAME)
     else:
         # Two layers, each with gaps (NaN) where the other draws: hover comes from whichever has the cell.
-        grey = go.Heatmap(z=np.where(hidden, 1.0, np.nan).astype(np.float32), showscale=False, hoverongaps=False,
+        positions = np.arange(offset, offset + len(tokens))
+        grey = go.Heatmap(z=np.where(hidden, 1.0, np.nan).astype(np.float32), x=positions, y=positions,
+                          showscale=False, hoverongaps=False,
                           colorscale=[[0, _matrix.MASKED_COLOR], [1, _matrix.MASKED_COLOR]],
                           customdata=_matrix.cell_data(tokens, layout, z, where=hidden),
                           hovertemplate=_matrix.cell_hover(
                               layout, f"{SCORE_NAME} −∞ (masked)", "before the mask: %{customdata[2]:.3f}"))
-        main = go.Heatmap(z=np.where(hidden, np.nan, z).astype(np.float32), hoverongaps=False,
+        main = go.Heatmap(z=np.where(hidden, np.nan, z).astype(np.float32), x=positions, y=positions,
+                          hoverongaps=False,
                           customdata=_matrix.cell_data(tokens, layout, where=~hidden),
                           colorscale=SCORES_COLORSCALE, zmin=-bound, zmax=bound,
                           colorbar=dict(title=dict(text=SCORE_NAME)),
                           hovertemplate=_matrix.cell_hover(layout, f"{SCORE_NAME} %{{z:.3f}}"))
         traces = [grey, main]
-    return _matrix.style(go.Figure(traces), tokens, layout, title)
+    return _matrix.style(go.Figure(traces), tokens, layout, title, offset if len(tokens) <= image_threshold else 0)
 
 
 def pattern_csv(pattern: np.ndarray, tokens: Sequence[str], layout: Layout = "query_rows") -> str:

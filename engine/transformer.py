@@ -67,11 +67,11 @@ def attention(x: torch.Tensor, params: Params, layer: int, cfg: ModelConfig, cau
     k_all = k.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
     v_all = v.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
 
-    scores = q @ k_all.transpose(-1, -2) / math.sqrt(cfg.d_head)  # [n_heads, n_query, n_key]
+    scores = (q @ k_all.transpose(-1, -2)).div_(math.sqrt(cfg.d_head))  # [n_heads, n_query, n_key]
     if causal:
         n = x.shape[0]
         future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # key after query
-        scores = scores.masked_fill(future, float("-inf"))
+        scores.masked_fill_(future, float("-inf"))  # in place: n_heads × n × n is the big tensor here
     pattern = torch.softmax(scores, dim=-1)  # [n_heads, n, n]; exactly 0 where masked
     z = (pattern @ v_all) * heads_on[:, None, None]  # [n_heads, n, d_head]
     attn_out = torch.einsum("hne,hed->nd", z, params[f"{p}.W_O"])  # [n, d_model]

@@ -1,0 +1,78 @@
+"""Long texts: 2,048 tokens through the engine and the app with bounded payloads; the trace cache evicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import engine
+from engine.cache import TraceCache
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PARAGRAPH = ("The mole dug a tunnel under the garden, and the gardener, who had planted roses there in spring, "
+             "was furious about it. ")
+LONG_TEXT = PARAGRAPH * 120  # about 2,900 tokens: cut to the 2,048 the app allows by default
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def long_trace(smollm) -> engine.Trace:
+    return smollm.run(LONG_TEXT, max_tokens=2048)
+
+
+def test_2048_tokens_run_through_the_engine(long_trace):
+    trace = long_trace
+    assert trace.n_tokens == 2048 and trace.truncated and trace.n_tokens_in_text > 2048
+    assert trace.patterns_reduced  # 30 layers × 9 heads × 2048² in float32 would be 4.5 GB
+    for layer in (0, 15, 29):
+        pattern = trace["pattern", layer]  # float32 view of the float16 store
+        assert torch.isfinite(pattern).all() and (pattern >= 0).all()
+        assert torch.allclose(pattern.sum(-1), torch.ones(9, 2048), atol=2e-2)
+        assert (pattern.triu(1) == 0).all()
+    assert trace.nbytes() < 5e9
+
+
+def spec_sizes(at: AppTest) -> dict[str, int]:
+    return {el.proto.id.rsplit("-", 1)[-1]: len(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def test_2048_tokens_run_through_the_app_with_small_figures():
+    at = AppTest.from_file(APP, default_timeout=900)
+    at.query_params["text"] = LONG_TEXT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("2,048 were used" in i.value for i in at.info)
+    assert any("float16" in c.value for c in at.caption)
+    sizes = spec_sizes(at)
+    assert 0 < sizes["pattern_fig"] < 5e6 and 0 < sizes["scores_fig"] < 5e6
+    assert "zoom_pattern_fig" in sizes  # a window of the long pattern, token by token
+    zoom = json.loads(next(el.proto.spec for el in at.get("plotly_chart") if el.proto.id.endswith("zoom_pattern_fig")))
+    assert zoom["data"][0]["type"] == "heatmap" and zoom["layout"]["xaxis"]["range"][1] == pytest.approx(2047.5)
+    at.session_state["tab"] = "All heads"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert 0 < spec_sizes(at)["head_grid_fig"] < 2e6
+
+
+def test_trace_cache_evicts_by_entries_and_bytes(minilm):
+    traces = {text: minilm.run(text) for text in ("one mole", "two moles here", "three moles dug a hole")}
+    cache = TraceCache(max_entries=2, max_bytes=10**12)
+    for text, trace in traces.items():
+        assert cache.get(text, lambda t=trace: t) is trace
+    assert len(cache) == 2 and "one mole" not in cache and "three moles dug a hole" in cache
+    calls = []
+    cache.get("two moles here", lambda: calls.append(1))  # a hit: not recomputed
+    assert not calls
+
+    sizes = [t.nbytes() for t in traces.values()]
+    budget = sizes[1] + sizes[2]  # room for the two newest, not for all three
+    by_bytes = TraceCache(max_entries=100, max_bytes=budget)
+    for text, trace in traces.items():
+        by_bytes.get(text, lambda t=trace: t)
+    assert len(by_bytes) == 2 and by_bytes.nbytes <= budget < sum(sizes)
+    assert "one mole" not in by_bytes and "three moles dug a hole" in by_bytes
