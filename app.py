@@ -12,26 +12,37 @@ import settings
 from components import explorer, presets
 from components.labels import markdown_literal
 from engine.cache import TraceCache
+from engine.store import ModelStore
 
 st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
 SETTINGS = settings.load()
 MASKS = {"model default": None, "causal": True, "none": False}
 LAYOUTS = {"query rows": "query_rows", "key rows (notes)": "key_rows"}
 OTHER = "other…"
+MAX_MODEL_NAME = 512  # longest hub id or folder path taken from the field or the URL (hub ids: at most 96)
 
 
 # ---- caching: one model per name and one trace cache per server process, shared by all sessions -----------
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False)
+def model_store() -> ModelStore:
+    return ModelStore(max_models=3)
+
+
 def get_model(name: str) -> engine.Model:
-    with st.status(f"Loading {name}…", expanded=True) as status:
+    """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
+    store = model_store()
+    if name in store:
+        return store.get(name, lambda: engine.load(name))
+    with st.status(f"Loading {markdown_literal(name)}…", expanded=True) as status:  # labels render Markdown
         bar = st.progress(0.0)
 
         def progress(fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+            bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
-        model = engine.load(name, device=SETTINGS.device, progress=progress, max_params=SETTINGS.max_params)
-        status.update(label=f"{name} ready", state="complete", expanded=False)
+        model = store.get(name, lambda: engine.load(name, device=SETTINGS.device, progress=progress,
+                                                    max_params=SETTINGS.max_params))
+        status.update(label=f"{markdown_literal(name)} ready", state="complete", expanded=False)
     return model
 
 
@@ -82,7 +93,9 @@ def init_state() -> None:
         if q["model"] in engine.EMBEDDED:
             s.model_choice = s.model = q["model"]
         elif SETTINGS.allow_custom_models:
-            s.model_choice, s.custom_model = OTHER, q["model"]
+            s.model_choice, s.custom_model = OTHER, q["model"][:MAX_MODEL_NAME]
+        else:  # a public server: a link cannot load a hub id or a folder
+            s.url_model_refused = q["model"][:MAX_MODEL_NAME]
     if q.get("text"):
         s.text = q["text"][: SETTINGS.max_chars]
     s.mask = q.get("mask") if q.get("mask") in MASKS else s.mask
@@ -113,6 +126,9 @@ def write_url(model_name: str) -> None:
 def choose_model() -> engine.Model:
     """The model picker. A model that fails to load leaves the previous one in place, with the reason."""
     s = st.session_state
+    if s.get("url_model_refused"):
+        st.sidebar.warning(markdown_literal(f"This server offers only its embedded models: the link's model "
+                                            f"“{s.pop('url_model_refused')}” was not loaded."))
     options = list(engine.EMBEDDED) + ([OTHER] if SETTINGS.allow_custom_models else [])
     if s.model_choice not in options:
         s.model_choice = options[0]
@@ -125,22 +141,31 @@ def choose_model() -> engine.Model:
         target = st.sidebar.text_input(
             "Hugging Face id or local folder", key="custom_model", placeholder="gpt2, distilgpt2, bert-base-uncased",
             help="GPT-2, Llama and BERT families. Loading from the hub needs internet; remote code is never run.",
+            max_chars=MAX_MODEL_NAME,
         ).strip()
     if target and target != s.model:
-        if target in s.failed_model:
-            st.sidebar.error(s.failed_model[target])
-        else:
-            try:
-                get_model(target)
-                s.model = target
-            except engine.EngineError as err:
-                s.failed_model[target] = f"Could not load {target}: {err} Still showing {s.model}."
-                st.sidebar.error(s.failed_model[target])
-            except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
-                reason = f"{type(err).__name__}: {err}"
-                s.failed_model[target] = f"Could not load {target} ({reason}). Still showing {s.model}."
-                st.sidebar.error(s.failed_model[target])
-    return get_model(s.model)
+        if target not in s.failed_model:
+            if len(target) > MAX_MODEL_NAME:
+                s.failed_model[target] = (f"That model name has {len(target):,} characters; hub ids and folders "
+                                          f"here have at most {MAX_MODEL_NAME}. Still showing {s.model}.")
+            else:
+                try:
+                    get_model(target)
+                    s.model = target
+                except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
+                    reason = str(err) if isinstance(err, engine.EngineError) else f"{type(err).__name__}: {err}"
+                    s.failed_model[target] = f"Could not load {target}: {reason} Still showing {s.model}."
+        if target in s.failed_model:  # escaped: a typed name or path shows as typed, never as Markdown
+            st.sidebar.error(markdown_literal(s.failed_model[target]))
+    try:
+        return get_model(s.model)
+    except Exception as err:  # noqa: BLE001 - e.g. a bad ATTN_EXPLORER_DEVICE, or an evicted model now gone
+        default = next(iter(engine.EMBEDDED))
+        st.error(markdown_literal(f"Could not load {s.model}: {err}"))
+        if s.model == default:
+            st.stop()
+        s.model = default  # the picker keeps the failed name, which then fails with its reason
+        return get_model(default)
 
 
 def sidebar_text() -> str:

@@ -90,8 +90,8 @@ def _prediction_view(trace_id: int, base_id: int | None, position: int, _model: 
 def render_pattern_tab(v: View) -> None:
     layer, head, trace = v.layer, v.head, v.trace
     tokens = trace.tokens
-    pattern = numpy(trace["pattern", layer][head])  # [n, n]
-    scores = numpy(trace["scores", layer][head])  # [n, n]
+    pattern = numpy(trace["pattern", layer, head])  # [n, n]
+    scores = numpy(trace["scores", layer, head])  # [n, n]
     masked = trace.masked().cpu().numpy()  # [n, n]
     if v.head_off:
         st.warning(f"Head {layer}.{head} is switched off: its pattern is computed but it adds nothing (Δe = 0).")
@@ -203,10 +203,10 @@ def render_qk_tab(v: View) -> None:
         s.qk_query = n - 1
     query = st.selectbox("Query token (attending from)", list(range(n)), index=n - 1, key="qk_query",
                          format_func=lambda i: f"{i}: {labels[i]}")
-    q = numpy(trace["q", layer][head, query])  # [d_head]
-    keys = numpy(trace["k", layer][head])  # [n, d_head]
+    q = numpy(trace["q", layer, head][query])  # [d_head]
+    keys = numpy(trace["k", layer, head])  # [n, d_head]
     masked = trace.masked()[query].cpu().numpy()  # [n]
-    weights = numpy(trace["pattern", layer][head, query])  # [n]
+    weights = numpy(trace["pattern", layer, head][query])  # [n]
     top = int(weights.argmax())
     st.markdown(markdown_literal(
         f"Layer {layer}, head {head}: the query of “{token_text(trace.tokens[query])}” matches the key of "

@@ -125,7 +125,7 @@ def logit_lens(model: Model, vectors: torch.Tensor | np.ndarray, labels: Sequenc
 def delta_lens(model: Model, trace: Trace, layer: int, head: int, token: int, k: int = 8) -> list[LensReading]:
     """Logit lens of one head's Δe at a token, of the residual before it, after it, and after all heads."""
     before = trace["resid_pre", layer][token].float()  # [d_model]
-    delta = trace["head_out", layer][head, token].float()  # [d_model]
+    delta = trace["head_out", layer, head][token].float()  # [d_model]
     attn = trace["attn_out", layer][token].float()
     vectors = torch.stack([before, delta, before + delta, before + attn])  # [4, d_model]
     labels = ["residual before", f"Δe of head {head}", f"before + Δe of head {head}", "before + all heads"]
@@ -170,10 +170,10 @@ def value_factoring(model: Model, trace: Trace, layer: int, head: int, query: in
     W_O = model.params[f"blocks.{layer}.attn.W_O"]  # [n_heads, d_head, d_model]
     kv_head = head // cfg.kv_group
     on = float(trace.head_mask[layer, head])
-    weights = trace["pattern", layer][head, query].double() * on  # [n_tokens]
-    values = trace["v", layer][head].double() @ W_O[head].double()  # [n_tokens, d_model]
+    weights = trace["pattern", layer, head][query].double() * on  # [n_tokens]
+    values = trace["v", layer, head].double() @ W_O[head].double()  # [n_tokens, d_model]
     contributions = weights[:, None] * values  # [n_tokens, d_model]
-    error = (contributions.sum(0) - trace["head_out", layer][head, query].double()).abs().max()
+    error = (contributions.sum(0) - trace["head_out", layer, head][query].double()).abs().max()
     return ValueFactoring(layer=layer, head=head, kv_head=kv_head, kv_group=cfg.kv_group,
                           value_down_shape=tuple(W_V[kv_head].shape), value_up_shape=tuple(W_O[head].shape),
                           query=query, weights=_np(weights), value_norms=_np(values.norm(dim=-1)),
@@ -231,11 +231,11 @@ class QKProjection:
 
 def qk_projection(trace: Trace, layer: int, head: int, k: int = 3) -> QKProjection:
     """Project head's queries and keys (after rotary, as the scores use them) with one shared basis."""
-    q = trace["q", layer][head].float()  # [n, d_head]
-    key = trace["k", layer][head].float()  # [n, d_head]
+    q = trace["q", layer, head].float()  # [n, d_head]
+    key = trace["k", layer, head].float()  # [n, d_head]
     basis = pca(torch.cat([q, key]), k)
     return QKProjection(layer, head, basis.transform(_np(q)), basis.transform(_np(key)),
-                        _np(trace["pattern", layer][head]), basis)
+                        _np(trace["pattern", layer, head]), basis)
 
 
 @dataclass
@@ -255,7 +255,7 @@ def delta_projection(trace: Trace, layer: int, head: int | None = None, k: int =
     """e -> e + Δe for every token; the basis is fitted on both sets (tokens in `skip` left out of the fit,
     e.g. a first token whose huge norm would swallow the picture)."""
     before = trace["resid_pre", layer].float()  # [n, d_model]
-    delta = trace["attn_out", layer].float() if head is None else trace["head_out", layer][head].float()
+    delta = trace["attn_out", layer].float() if head is None else trace["head_out", layer, head].float()
     after = before + delta
     keep = [i for i in range(len(before)) if i not in set(skip)] or list(range(len(before)))
     basis = pca(torch.cat([before[keep], after[keep]]), k)
@@ -406,7 +406,7 @@ def top_heads(scores: np.ndarray, m: int = 5) -> list[tuple[int, int, float]]:
 
 def attended(trace: Trace, layer: int, head: int, query: int, m: int = 3) -> list[tuple[int, str, float]]:
     """The m tokens this head's query attends to most: (position, token, weight)."""
-    row = trace["pattern", layer][head, query]  # [n_key]
+    row = trace["pattern", layer, head][query]  # [n_key]
     weights, idx = row.topk(min(m, len(row)))
     return [(int(i), trace.tokens[int(i)], float(w)) for w, i in zip(weights, idx, strict=True)]
 

@@ -51,7 +51,10 @@ class Trace:
         """True when patterns were kept as float16 to bound memory (long texts)."""
         return self.pattern_dtype != torch.float32
 
-    def __getitem__(self, key: tuple[str, int]) -> torch.Tensor:
+    def __getitem__(self, key: tuple[str, int] | tuple[str, int, int]) -> torch.Tensor:
+        """trace[name, layer] for all heads, or trace[name, layer, head] for one (computing only that head)."""
+        if len(key) == 3:
+            return self._one_head(*key)
         name, layer = key
         if not 0 <= layer < self.config.n_layers:
             raise IndexError(f"layer {layer} out of range 0..{self.config.n_layers - 1}")
@@ -69,6 +72,21 @@ class Trace:
         if (name, layer) in self.store:
             return self.store[name, layer]
         raise KeyError(f"unknown trace name {name!r}; known: {', '.join(NAMES)}")
+
+    def _one_head(self, name: str, layer: int, head: int) -> torch.Tensor:
+        if not 0 <= head < self.config.n_heads:
+            raise IndexError(f"head {head} out of range 0..{self.config.n_heads - 1}")
+        if name in ("k", "v", "scores"):
+            kv_head = head // self.config.kv_group  # the key/value head this query head shares
+            if name != "scores":
+                return self.store[f"{name}_kv", layer][kv_head]  # [n, d_head]
+            q, k = self.store["q", layer][head], self.store["k_kv", layer][kv_head]  # [n, d_head]
+            return q @ k.T / math.sqrt(self.config.d_head)  # [n, n]
+        if name == "head_out":
+            return self.store["z", layer][head] @ self.W_O[layer][head]  # [n, d_model]
+        if name in ("q", "z", "pattern"):
+            return self.store[name, layer][head].float()
+        raise KeyError(f"{name!r} has no per-head entry; per-head names: q, k, v, scores, pattern, z, head_out")
 
     def masked(self) -> torch.Tensor:
         """bool [n, n]: True where a query (row) may not see a key (column) in this run."""

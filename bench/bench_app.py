@@ -1,0 +1,157 @@
+"""App benchmarks: rerun server time, figure payloads, and cold/warm start to the first heatmap.
+
+    .venv/bin/python bench/bench_app.py            # everything (several minutes)
+    .venv/bin/python bench/bench_app.py --skip-start
+
+Server time is measured inside the script run (app.py records `server_ms` for each rerun), so the
+AppTest harness's own polling is not counted. Medians over repeats; one process, one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PARAGRAPH = ("The mole dug a tunnel under the garden, and the gardener, who had planted roses there in spring, "
+             "was furious about it. ")
+
+
+def text_of(model, n_tokens: int) -> str:
+    """A text of exactly n_tokens SmolLM2 tokens (decoded from a cut of a long one)."""
+    ids = model.tokenizer(PARAGRAPH * (n_tokens // 20 + 2))["input_ids"][:n_tokens]
+    text = model.tokenizer.decode(ids)
+    assert len(model.tokenizer(text)["input_ids"]) == n_tokens
+    return text
+
+
+def rerun_times(n_tokens: int, repeats: int) -> dict[str, float]:
+    """Median server ms of reruns that change the shown head, and of reruns that switch a head off."""
+    from streamlit.testing.v1 import AppTest
+
+    import engine
+
+    model = engine.load("smollm2-135m")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+    at.query_params["text"] = text_of(model, n_tokens)
+    at.run()
+    assert not at.exception, at.exception
+    show, switch = [], []
+    for i in range(repeats):
+        at.slider(key="head").set_value((i % 8) + 1).run()
+        show.append(at.session_state.server_ms)
+    at.session_state["tab"] = "Interventions"
+    at.run()
+    for i in range(repeats):  # each switch is a new combination: an engine run that no cache holds
+        at.button(key="heads_toggle_this").click().run()
+        switch.append(at.session_state.server_ms)
+        at.slider(key="layer").set_value((i + 1) % 30).run()  # moves on, so the next toggle is a new head
+    assert not at.exception, at.exception
+    return {"show head": statistics.median(show), "switch head off": statistics.median(switch)}
+
+
+def payloads(lengths: list[int]) -> list[tuple[int, int, int]]:
+    """(tokens, pattern figure bytes, head grid bytes) for real SmolLM2 traces."""
+    import numpy as np
+
+    import engine
+    from components import head_grid
+    from components.pattern import pattern_figure
+
+    model = engine.load("smollm2-135m")
+    rows = []
+    for n in lengths:
+        trace = model.run(text_of(model, n))
+        pattern = trace["pattern", 3][0].numpy()
+        scores = trace["scores", 3][0].numpy()
+        fig = pattern_figure(pattern, trace.tokens, scores=scores)
+        thumbs = np.stack([head_grid.thumbnails(trace["pattern", la].numpy()[None])[0]
+                           for la in range(trace.config.n_layers)])
+        grid = head_grid.head_grid_figure(thumbs, selected=(3, 0))
+        rows.append((n, len(fig.to_json()), len(grid.to_json())))
+        del trace
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_to_heatmap(cache_dir: str) -> float:
+    """Seconds from `streamlit run` to the first pattern heatmap drawn in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    env = {**os.environ, "ATTN_EXPLORER_CACHE": cache_dir, "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                               "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page()
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/", timeout=5000)
+                    break
+                except Exception:  # server not listening yet
+                    time.sleep(0.2)
+            page.wait_for_selector(".js-plotly-plot .heatmaplayer, .js-plotly-plot .imagelayer image",
+                                   timeout=600_000)
+            elapsed = time.perf_counter() - started
+            browser.close()
+        return elapsed
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-start", action="store_true", help="skip the cold/warm start measurement")
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
+    print("| rerun (SmolLM2, CPU) | tokens | server time, median |")
+    print("|---|---|---|")
+    for n in (64, 1024):
+        times = rerun_times(n, args.repeats if n <= 64 else max(3, args.repeats // 2))
+        print(f"| change the displayed head | {n:,} | {times['show head']:.0f} ms |")
+        print(f"| switch a head off (engine run + draw) | {n:,} | {times['switch head off']:.0f} ms |")
+    print("\n| figure payload | tokens | pattern figure | head grid (30 × 9) |")
+    print("|---|---|---|---|")
+    for n, pattern_bytes, grid_bytes in payloads([64, 512, 2048]):
+        print(f"| JSON sent to the browser | {n:,} | {pattern_bytes / 1e6:.2f} MB | {grid_bytes / 1e6:.2f} MB |")
+    if not args.skip_start:
+        cold_dir = tempfile.mkdtemp(prefix="ae-cold-")
+        try:
+            cold = start_to_heatmap(cold_dir)
+            warm = statistics.median(start_to_heatmap(cold_dir) for _ in range(3))
+        finally:
+            shutil.rmtree(cold_dir, ignore_errors=True)
+        print("\n| start to first heatmap (server start + browser) | seconds |")
+        print("|---|---|")
+        print(f"| cold (empty weight cache: dequantise the GGUF) | {cold:.1f} |")
+        print(f"| warm (median of 3) | {warm:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
