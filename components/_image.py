@@ -56,7 +56,7 @@ def png_data_uri(index: np.ndarray, colors: np.ndarray) -> str:
     raw[:, 1:] = index
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
     png += chunk(b"PLTE", np.ascontiguousarray(colors, dtype=np.uint8).tobytes())
-    png += chunk(b"IDAT", zlib.compress(raw.tobytes(), 9)) + chunk(b"IEND", b"")
+    png += chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 

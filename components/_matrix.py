@@ -70,21 +70,23 @@ def block_labels(tokens: Sequence[str], edges: np.ndarray) -> list[str]:
     ]
 
 
-def style(fig: go.Figure, tokens: Sequence[str], layout: Layout, title: str, offset: int = 0) -> go.Figure:
-    """Token ticks on both axes, row 0 at the top, square cells, titles naming query and key.
+def matrix_layout(tokens: Sequence[str], layout: Layout, title: str, offset: int = 0) -> dict:
+    """Figure layout (a dict for `go.Figure(layout=...)`): token ticks on both axes, row 0 at the top, square
+    cells, titles naming query and key.
 
     offset: the position of tokens[0] in the whole text, when the figure shows a window of it."""
     vals, text = axis_ticks(token_labels(tokens, max_chars=16), max_ticks=40)
     vals = [v + offset for v in vals]
     row_title, col_title = axis_titles(layout)
     n = len(tokens)
-    fig.update_xaxes(title_text=col_title, tickvals=vals, ticktext=text, range=[offset - 0.5, offset + n - 0.5],
-                     showgrid=False, zeroline=False, constrain="domain", side="bottom", automargin=True)
-    fig.update_yaxes(title_text=row_title, tickvals=vals, ticktext=text, range=[offset + n - 0.5, offset - 0.5],
-                     autorange=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1,
-                     constrain="domain", automargin=True)
-    fig.update_layout(title_text=title, plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    return dict(
+        xaxis=dict(title=dict(text=col_title), tickvals=vals, ticktext=text, range=[offset - 0.5, offset + n - 0.5],
+                   showgrid=False, zeroline=False, constrain="domain", side="bottom", automargin=True),
+        yaxis=dict(title=dict(text=row_title), tickvals=vals, ticktext=text, range=[offset + n - 0.5, offset - 0.5],
+                   autorange=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1,
+                   constrain="domain", automargin=True),
+        title=dict(text=title), plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10),
+    )
 
 
 def image_traces(

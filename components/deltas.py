@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 import engine
 from engine import analysis
@@ -47,16 +46,19 @@ def delta_norm_figure(norms: np.ndarray, tokens: Sequence[str], layer: int, toke
     """Heatmap heads × tokens of ‖Δe‖ [n_heads, n]."""
     n_heads, n = norms.shape
     hover = np.array([[[p] for p in position_labels(tokens)]] * n_heads, dtype=object)  # [n_heads, n, 1]
-    fig = go.Figure(go.Heatmap(z=norms, customdata=hover, colorscale="Viridis", colorbar=dict(title="‖Δe‖"),
-                               hovertemplate="head %{y}<br>token %{customdata[0]}<br>‖Δe‖ %{z:.3f}<extra></extra>"))
+    heatmap = go.Heatmap(z=norms, customdata=hover, colorscale="Viridis", colorbar=dict(title=dict(text="‖Δe‖")),
+                         hovertemplate="head %{y}<br>token %{customdata[0]}<br>‖Δe‖ %{z:.3f}<extra></extra>")
     vals, text = axis_ticks(token_labels(tokens, max_chars=14))
-    fig.update_xaxes(title_text="token (the embedding being moved)", tickvals=vals, ticktext=text)
-    fig.update_yaxes(title_text="head", autorange="reversed", dtick=1)
-    if token is not None:
-        fig.add_vrect(x0=token - 0.5, x1=token + 0.5, line=dict(color="red", width=2))
-    fig.update_layout(title_text=f"Layer {layer}: how far each head moves each token, ‖Δe‖ = ‖head_out‖",
-                      height=max(260, 22 * n_heads + 140), margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    layout = dict(
+        xaxis=dict(title=dict(text="token (the embedding being moved)"), tickvals=vals, ticktext=text),
+        yaxis=dict(title=dict(text="head"), autorange="reversed", dtick=1),
+        title=dict(text=f"Layer {layer}: how far each head moves each token, ‖Δe‖ = ‖head_out‖"),
+        height=max(260, 22 * n_heads + 140), margin=dict(l=10, r=10, t=50, b=10),
+    )
+    if token is not None:  # what add_vrect draws
+        layout["shapes"] = [dict(type="rect", x0=token - 0.5, x1=token + 0.5, xref="x", y0=0, y1=1, yref="y domain",
+                                 line=dict(color="red", width=2))]
+    return go.Figure(data=[heatmap], layout=layout)
 
 
 def delta_sum_figure(ds: analysis.DeltaSum) -> go.Figure:
@@ -64,10 +66,11 @@ def delta_sum_figure(ds: analysis.DeltaSum) -> go.Figure:
     names = [f"head {h}" for h in range(len(ds.along))] + (["b_O"] if ds.has_bias else []) + ["attn_out"]
     values = [*ds.along.tolist(), *([ds.bias_along] if ds.has_bias else []), ds.attn_norm]
     measure = ["relative"] * (len(values) - 1) + ["total"]
-    fig = go.Figure(go.Waterfall(x=names, y=values, measure=measure, hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(title_text="Stacked: each head's Δe along the direction of attn_out (they add up to its length)",
-                      yaxis_title="component along attn_out", height=360, margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    waterfall = go.Waterfall(x=names, y=values, measure=measure, hovertemplate="%{x}: %{y:.3f}<extra></extra>")
+    return go.Figure(data=[waterfall], layout=dict(
+        title=dict(text="Stacked: each head's Δe along the direction of attn_out (they add up to its length)"),
+        yaxis=dict(title=dict(text="component along attn_out")), height=360, margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def delta_dims_figure(ds: analysis.DeltaSum, n_dims: int = 48) -> go.Figure:
@@ -77,35 +80,48 @@ def delta_dims_figure(ds: analysis.DeltaSum, n_dims: int = 48) -> go.Figure:
     names = [f"head {h}" for h in range(len(ds.head_out))] + ["b_O", "Σ heads + b_O", "attn_out"]
     z = np.stack(rows)
     top = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=z, x=[str(d) for d in dims], y=names, colorscale="RdBu_r", zmin=-top, zmax=top,
-                               hovertemplate="%{y}<br>dimension %{x}<br>%{z:.4f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text=f"the {len(dims)} dimensions (of {len(ds.attn_out)}) where attn_out is largest",
-                     type="category")
-    fig.update_layout(title_text="The vectors themselves: the last two rows are equal",
-                      height=max(300, 20 * len(names) + 140), margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    heatmap = go.Heatmap(z=z, x=[str(d) for d in dims], y=names, colorscale="RdBu_r", zmin=-top, zmax=top,
+                         hovertemplate="%{y}<br>dimension %{x}<br>%{z:.4f}<extra></extra>")
+    return go.Figure(data=[heatmap], layout=dict(
+        yaxis=dict(autorange="reversed"),
+        xaxis=dict(title=dict(text=f"the {len(dims)} dimensions (of {len(ds.attn_out)}) where attn_out is largest"),
+                   type="category"),
+        title=dict(text="The vectors themselves: the last two rows are equal"),
+        height=max(300, 20 * len(names) + 140), margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def value_mix_figure(vf: analysis.ValueFactoring, tokens: Sequence[str]) -> go.Figure:
     """Per key token: the pattern weight and the size of its weighted value vector w_j · v_j W_O."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("pattern weight w_j (query → key j)", "‖w_j · v_j W_O[h]‖ (added to Δe)"))
     hover = position_labels(tokens)
     x = list(range(len(tokens)))
-    fig.add_trace(go.Bar(x=x, y=vf.weights, customdata=hover, name="weight",
-                         hovertemplate="%{customdata}<br>w %{y:.4f}<extra></extra>"), row=1, col=1)
     data = np.array(list(zip(hover, vf.value_norms.tolist(), strict=True)), dtype=object)  # [n, 2]
-    fig.add_trace(go.Bar(x=x, y=vf.contribution_norms, customdata=data,
-                         name="weighted value", marker_color="darkorange",
-                         hovertemplate="%{customdata[0]}<br>‖w v W_O‖ %{y:.3f}<br>‖v W_O‖ %{customdata[1]:.3f}"
-                                       "<extra></extra>"), row=2, col=1)
+    bars = [
+        go.Bar(x=x, y=vf.weights, customdata=hover, name="weight", xaxis="x", yaxis="y",
+               hovertemplate="%{customdata}<br>w %{y:.4f}<extra></extra>"),
+        go.Bar(x=x, y=vf.contribution_norms, customdata=data, name="weighted value", marker=dict(color="darkorange"),
+               xaxis="x2", yaxis="y2",
+               hovertemplate="%{customdata[0]}<br>‖w v W_O‖ %{y:.3f}<br>‖v W_O‖ %{customdata[1]:.3f}<extra></extra>"),
+    ]
     vals, text = axis_ticks(token_labels(tokens, max_chars=14))
-    fig.update_xaxes(tickvals=vals, ticktext=text, row=2, col=1)
-    fig.update_xaxes(title_text="key token (whose value vector is mixed in)", row=2, col=1)
-    fig.update_layout(title_text=f"Which value vectors query {vf.query} mixes into head {vf.head}'s Δe",
-                      showlegend=False, height=460, margin=dict(l=10, r=10, t=80, b=10))
-    return fig
+    # Two rows sharing the x axis, laid out as make_subplots(rows=2, cols=1, shared_xaxes=True,
+    # vertical_spacing=0.08, subplot_titles=...) does: equal heights, a title centred above each row.
+    spacing = 0.08
+    height = (1.0 - spacing) / 2
+    top, bottom = [height + spacing, min(height + spacing + height, 1.0)], [0.0, height]
+    titles = [dict(text=label, x=0.5, xref="paper", xanchor="center", y=domain[1], yref="paper", yanchor="bottom",
+                   showarrow=False, font=dict(size=16))
+              for label, domain in (("pattern weight w_j (query → key j)", top),
+                                    ("‖w_j · v_j W_O[h]‖ (added to Δe)", bottom))]
+    return go.Figure(data=bars, layout=dict(
+        xaxis=dict(anchor="y", domain=[0.0, 1.0], matches="x2", showticklabels=False),
+        yaxis=dict(anchor="x", domain=top),
+        xaxis2=dict(anchor="y2", domain=[0.0, 1.0], tickvals=vals, ticktext=text,
+                    title=dict(text="key token (whose value vector is mixed in)")),
+        yaxis2=dict(anchor="x2", domain=bottom),
+        annotations=titles, title=dict(text=f"Which value vectors query {vf.query} mixes into head {vf.head}'s Δe"),
+        showlegend=False, height=460, margin=dict(l=10, r=10, t=80, b=10),
+    ))
 
 
 def lens_tables(readings: Sequence[analysis.LensReading]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 import engine
@@ -56,10 +55,10 @@ def _thumbnails(trace_id: int, _trace: engine.Trace) -> np.ndarray:
                      for layer in range(_trace.config.n_layers)])
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _grid_figure(trace_id: int, _trace: engine.Trace):
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _grid_figure(trace_id: int, _trace: engine.Trace, selected: tuple[int, int]):
     disabled = ~_trace.head_mask.numpy()
-    return head_grid.head_grid_figure(_thumbnails(trace_id, _trace), disabled=disabled)
+    return head_grid.head_grid_figure(_thumbnails(trace_id, _trace), selected=selected, disabled=disabled)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -180,9 +179,7 @@ def render_head_grid_tab(v: View) -> None:
     st.subheader(f"Every head: {cfg.n_layers} layers × {cfg.n_heads} heads")
     st.caption("Each thumbnail is one head's pattern (query rows, key columns). Click one to focus on it; "
                "switched-off heads are crossed out.")
-    fig = go.Figure(_grid_figure(trace.uid, trace))  # a copy: the cached figure stays unmarked
-    fig.add_shape(type="rect", x0=v.head - 0.5, x1=v.head + 0.5, y0=v.layer - 0.5, y1=v.layer + 0.5,
-                  line=dict(color=head_grid.SELECTED_COLOR, width=3))
+    fig = _grid_figure(trace.uid, trace, (v.layer, v.head))  # thumbnails cached per trace; outline per head
     chart(fig, key="head_grid_fig", on_select=_select_head_from_grid, selection_mode="points")
     figures, table = _head_stat_views(trace.uid, trace)
     st.subheader("Per-head summary")

@@ -77,18 +77,20 @@ def head_grid_figure(
         x=crossed[:, 1], y=crossed[:, 0], mode="markers", name="switched off", showlegend=False,
         marker=dict(symbol="x-thin", size=14, line=dict(width=2, color=OFF_COLOR)), hoverinfo="skip",
     )
-    fig = go.Figure([image, targets, crosses])
+    layout = dict(
+        xaxis=dict(title=dict(text="head"), tickvals=list(range(n_heads)), range=[-0.5, n_heads - 0.5],
+                   showgrid=False, zeroline=False, side="top", constrain="domain", automargin=True),
+        yaxis=dict(title=dict(text="layer"), tickvals=list(range(n_layers)), range=[n_layers - 0.5, -0.5],
+                   autorange=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
+                   automargin=True),
+        height=min(max(40 * n_layers + 80, 300), 1400), hovermode="closest", hoverdistance=-1,
+        plot_bgcolor="white", margin=dict(l=10, r=10, t=40, b=10),
+    )
     if selected is not None:
         layer, head = selected
-        fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
-                      line=dict(color=SELECTED_COLOR, width=3))
-    fig.update_xaxes(title_text="head", tickvals=list(range(n_heads)), range=[-0.5, n_heads - 0.5],
-                     showgrid=False, zeroline=False, side="top", constrain="domain")
-    fig.update_yaxes(title_text="layer", tickvals=list(range(n_layers)), range=[n_layers - 0.5, -0.5],
-                     autorange=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
-    fig.update_layout(height=min(max(40 * n_layers + 80, 300), 1400), hovermode="closest", hoverdistance=-1,
-                      plot_bgcolor="white", margin=dict(l=10, r=10, t=40, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+        layout["shapes"] = [dict(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                                 line=dict(color=SELECTED_COLOR, width=3))]
+    return go.Figure(data=[image, targets, crosses], layout=layout)
 
 
 def point_to_head(point: Mapping[str, Any]) -> tuple[int, int] | tuple[None, None]:
@@ -120,10 +122,12 @@ def head_summary_table(stats: Mapping[str, np.ndarray]) -> pd.DataFrame:
 def head_stat_figure(values: np.ndarray, title: str, colorbar_title: str) -> go.Figure:
     """Small heatmap of one number per head, values [n_layers, n_heads]: rows = layers, columns = heads."""
     z = np.asarray(values, dtype=np.float32)  # [n_layers, n_heads]
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title=dict(text=colorbar_title)),
-                               hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_xaxes(title_text="head", showgrid=False, zeroline=False, dtick=1 if z.shape[1] <= 16 else None)
-    fig.update_yaxes(title_text="layer", autorange="reversed", showgrid=False, zeroline=False)
-    fig.update_layout(title_text=title, height=min(max(14 * z.shape[0] + 120, 250), 600),
-                      margin=dict(l=10, r=10, t=40, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+    heatmap = go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title=dict(text=colorbar_title)),
+                         hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>")
+    return go.Figure(data=[heatmap], layout=dict(
+        xaxis=dict(title=dict(text="head"), showgrid=False, zeroline=False, dtick=1 if z.shape[1] <= 16 else None,
+                   automargin=True),
+        yaxis=dict(title=dict(text="layer"), autorange="reversed", showgrid=False, zeroline=False, automargin=True),
+        title=dict(text=title), height=min(max(14 * z.shape[0] + 120, 250), 600),
+        margin=dict(l=10, r=10, t=40, b=10),
+    ))

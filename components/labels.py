@@ -13,6 +13,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 EMPTY = "∅"
 SPACE = "␣"
@@ -60,13 +61,18 @@ def token_labels(tokens: Sequence[str], max_chars: int | None = None) -> list[st
 
     max_chars cuts long tokens with '…' (for tick text; keep the full label for hover).
     """
+    return list(_token_labels(tuple(tokens), max_chars))  # every rerun draws the same tokens again: memoised
+
+
+@lru_cache(maxsize=64)
+def _token_labels(tokens: tuple[str, ...], max_chars: int | None) -> tuple[str, ...]:
     out = []
     for tok in tokens:
         text = token_text(tok)
         if max_chars is not None and len(text) > max_chars:
             text = text[: max(max_chars - 1, 1)] + "…"
         out.append(plotly_escape(text))
-    return out
+    return tuple(out)
 
 
 def position_labels(tokens: Sequence[str]) -> list[str]:

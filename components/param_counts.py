@@ -81,12 +81,13 @@ def config_table(c: analysis.ConfigCounts) -> pd.DataFrame:
 
 def share_figure(parts: dict[str, int], title: str) -> go.Figure:
     parts = {k: v for k, v in parts.items() if v}
-    fig = go.Figure(go.Bar(x=list(parts.values()), y=list(parts), orientation="h",
-                           text=[f"{v / sum(parts.values()):.1%}" for v in parts.values()],
-                           hovertemplate="%{y}: %{x:,}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title_text=title, height=300, xaxis_title="parameters", margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    bar = go.Bar(x=list(parts.values()), y=list(parts), orientation="h",
+                 text=[f"{v / sum(parts.values()):.1%}" for v in parts.values()],
+                 hovertemplate="%{y}: %{x:,}<extra></extra>")
+    return go.Figure(data=[bar], layout=dict(
+        yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="parameters")), title=dict(text=title),
+        height=300, margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def _styled(df: pd.DataFrame):

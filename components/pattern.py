@@ -59,7 +59,8 @@ def pattern_figure(
                              colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
                              colorbar=dict(title=dict(text="weight")),
                              hovertemplate=_matrix.cell_hover(layout, *lines))]
-    return _matrix.style(go.Figure(traces), tokens, layout, title, offset if len(tokens) <= image_threshold else 0)
+    shown_offset = offset if len(tokens) <= image_threshold else 0
+    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, shown_offset))
 
 
 def scores_figure(
@@ -101,7 +102,8 @@ def scores_figure(
                           colorbar=dict(title=dict(text=SCORE_NAME)),
                           hovertemplate=_matrix.cell_hover(layout, f"{SCORE_NAME} %{{z:.3f}}"))
         traces = [grey, main]
-    return _matrix.style(go.Figure(traces), tokens, layout, title, offset if len(tokens) <= image_threshold else 0)
+    shown_offset = offset if len(tokens) <= image_threshold else 0
+    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, shown_offset))
 
 
 def pattern_csv(pattern: np.ndarray, tokens: Sequence[str], layout: Layout = "query_rows") -> str:

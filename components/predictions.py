@@ -96,16 +96,17 @@ def prediction_figure(base: Sequence[Any], changed: Sequence[Any] | None = None,
                   ("with intervention", list(df["after"]), CHANGED_COLOR)]
     labels = token_labels(tokens)
     positions = np.arange(len(tokens))
-    fig = go.Figure([
+    bars = [
         go.Bar(y=positions, x=100 * np.asarray(probs, dtype=np.float64), orientation="h", name=name,
-               marker_color=color, customdata=labels,
+               marker=dict(color=color), customdata=labels,
                hovertemplate=f"%{{customdata}}<br>{name}: %{{x:.2f}}%<extra></extra>")
         for name, probs, color in series
-    ])
-    fig.update_yaxes(tickvals=positions, ticktext=labels, autorange="reversed", title_text="next token")
-    fig.update_xaxes(title_text="probability (%)", rangemode="tozero")
-    fig.update_layout(title_text=title, barmode="group", height=max(30 * len(tokens) + 120, 250),
-                      showlegend=changed is not None,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0),
-                      margin=dict(l=10, r=10, t=40 if title or changed is not None else 20, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+    ]
+    return go.Figure(data=bars, layout=dict(
+        yaxis=dict(tickvals=positions, ticktext=labels, autorange="reversed", title=dict(text="next token"),
+                   automargin=True),
+        xaxis=dict(title=dict(text="probability (%)"), rangemode="tozero", automargin=True),
+        title=dict(text=title), barmode="group", height=max(30 * len(tokens) + 120, 250),
+        showlegend=changed is not None, legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0),
+        margin=dict(l=10, r=10, t=40 if title or changed is not None else 20, b=10),
+    ))

@@ -35,74 +35,80 @@ def _segments(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def _style(fig: go.Figure, basis: analysis.PCA, dims: int, title: str) -> go.Figure:
+def _layout(basis: analysis.PCA, dims: int, title: str) -> dict:
+    """Figure layout (a dict for `go.Figure(layout=...)`): axes named by principal component, 2D or 3D."""
     names = [f"PC{i + 1} ({basis.explained[i]:.0%})" for i in range(dims)]
     if dims == 3:
-        fig.update_layout(scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2]))
+        axes = dict(scene=dict(xaxis=dict(title=dict(text=names[0])), yaxis=dict(title=dict(text=names[1])),
+                               zaxis=dict(title=dict(text=names[2]))))
     else:
-        fig.update_xaxes(title_text=names[0])
-        fig.update_yaxes(title_text=names[1], scaleanchor="x", scaleratio=1)
-    fig.update_layout(title_text=title, height=560, margin=dict(l=10, r=10, t=50, b=10), legend=dict(x=0, y=1))
-    return fig
+        axes = dict(xaxis=dict(title=dict(text=names[0])),
+                    yaxis=dict(title=dict(text=names[1]), scaleanchor="x", scaleratio=1))
+    return dict(**axes, title=dict(text=title), height=560, margin=dict(l=10, r=10, t=50, b=10),
+                legend=dict(x=0, y=1))
 
 
 def qk_figure(p: analysis.QKProjection, tokens: Sequence[str], query: int, n_top: int, dims: int = 2) -> go.Figure:
     """Queries (circles) and keys (diamonds) in one space; lines from the chosen query to its top keys."""
     labels = token_labels(tokens)
     where = f"layer {p.layer}, head {p.head}"
-    fig = go.Figure()
+    traces = []
     for name, coords, symbol in (("queries", p.queries, "circle"), ("keys", p.keys, "diamond")):
         hover = [f"{name[:-1]} {i}: {labels[i]}<br>{where}" for i in range(len(tokens))]
-        fig.add_trace(_scatter(coords, dims, mode="markers+text" if len(tokens) <= MAX_TEXT else "markers", name=name,
-                               text=token_labels(tokens, 12),
+        traces.append(_scatter(coords, dims, mode="markers+text" if len(tokens) <= MAX_TEXT else "markers",
+                               name=name, text=token_labels(tokens, 12),
                                textposition="top center", hovertext=hover, hoverinfo="text",
                                marker=dict(symbol=symbol, size=9 if dims == 2 else 5, opacity=0.8)))
     top = p.top_keys(query, n_top)
     for rank, j in enumerate(top):
         w = float(p.pattern[query, j])
-        fig.add_trace(_scatter(np.stack([p.queries[query], p.keys[j]]), dims, mode="lines", showlegend=rank == 0,
+        traces.append(_scatter(np.stack([p.queries[query], p.keys[j]]), dims, mode="lines", showlegend=rank == 0,
                                name=f"query {query} → its top keys", legendgroup="top",
                                line=dict(color="crimson", width=1 + 6 * w),
                                hovertext=f"weight {w:.3f}: query {query} → key {j}: {labels[j]}", hoverinfo="text"))
-    fig.add_trace(_scatter(p.queries[query : query + 1], dims, mode="markers", name=f"query {query}",
+    traces.append(_scatter(p.queries[query : query + 1], dims, mode="markers", name=f"query {query}",
                            marker=dict(color="crimson", size=14 if dims == 2 else 8, symbol="circle-open")))
-    return _style(fig, p.basis, dims, f"Queries and keys of {where}, one shared PCA basis")
+    return go.Figure(data=traces, layout=_layout(p.basis, dims, f"Queries and keys of {where}, one shared PCA basis"))
 
 
 def delta_figure(p: analysis.DeltaProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
     """Arrows from each token's e to e + Δe."""
     labels = token_labels(tokens)
     who = "all heads" if p.head is None else f"head {p.head}"
-    fig = go.Figure()
     hover = [f"{i}: {labels[i]}<br>layer {p.layer}<br>‖Δe‖ {p.delta_norms[i]:.3f}" for i in range(len(tokens))]
-    fig.add_trace(_scatter(_segments(p.before, p.after), dims, mode="lines", name="Δe", hoverinfo="skip",
-                           line=dict(color="grey", width=2)))
-    fig.add_trace(_scatter(p.before, dims, mode="markers+text" if len(tokens) <= MAX_TEXT else "markers",
-                           name="e (before)", text=token_labels(tokens, 12),
-                           textposition="bottom center", hovertext=["e · " + h for h in hover], hoverinfo="text",
-                           marker=dict(symbol="circle", size=8 if dims == 2 else 4)))
-    fig.add_trace(_scatter(p.after, dims, mode="markers", name=f"e + Δe ({who})", hoverinfo="text",
-                           hovertext=["e + Δe · " + h for h in hover],
-                           marker=dict(symbol="diamond", size=9 if dims == 2 else 5)))
+    traces = [
+        _scatter(_segments(p.before, p.after), dims, mode="lines", name="Δe", hoverinfo="skip",
+                 line=dict(color="grey", width=2)),
+        _scatter(p.before, dims, mode="markers+text" if len(tokens) <= MAX_TEXT else "markers",
+                 name="e (before)", text=token_labels(tokens, 12),
+                 textposition="bottom center", hovertext=["e · " + h for h in hover], hoverinfo="text",
+                 marker=dict(symbol="circle", size=8 if dims == 2 else 4)),
+        _scatter(p.after, dims, mode="markers", name=f"e + Δe ({who})", hoverinfo="text",
+                 hovertext=["e + Δe · " + h for h in hover],
+                 marker=dict(symbol="diamond", size=9 if dims == 2 else 5)),
+    ]
+    layout = _layout(p.basis, dims, f"Layer {p.layer}: e → e + Δe of {who}")
     if dims == 2 and len(tokens) <= MAX_ARROWS:
-        for b, a in zip(p.before, p.after, strict=True):
-            fig.add_annotation(x=a[0], y=a[1], ax=b[0], ay=b[1], xref="x", yref="y", axref="x", ayref="y",
-                               showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="grey", text="")
-    return _style(fig, p.basis, dims, f"Layer {p.layer}: e → e + Δe of {who}")
+        layout["annotations"] = [
+            dict(x=a[0], y=a[1], ax=b[0], ay=b[1], xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                 arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="grey", text="")
+            for b, a in zip(p.before, p.after, strict=True)
+        ]
+    return go.Figure(data=traces, layout=layout)
 
 
 def path_figure(p: analysis.PathProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
     """One polyline per chosen token through embedding, block 0, ..., last block."""
     labels = token_labels(tokens)
     names = analysis.layer_names(p.coords.shape[1] - 1)
-    fig = go.Figure()
+    traces = []
     for t, coords in zip(p.tokens, p.coords, strict=True):
         hover = [f"{t}: {labels[t]}<br>{name}" for name in names]
         text = ["emb"] + [""] * (len(names) - 2) + [f"L{len(names) - 2}"]
-        fig.add_trace(_scatter(coords, dims, mode="lines+markers+text", name=f"{t}: {labels[t]}", text=text,
+        traces.append(_scatter(coords, dims, mode="lines+markers+text", name=f"{t}: {labels[t]}", text=text,
                                textposition="top center", hovertext=hover, hoverinfo="text",
                                marker=dict(size=7 if dims == 2 else 4)))
-    return _style(fig, p.basis, dims, "Each token's residual vector, layer by layer")
+    return go.Figure(data=traces, layout=_layout(p.basis, dims, "Each token's residual vector, layer by layer"))
 
 
 def basis_table(basis: analysis.PCA, dims: int) -> pd.DataFrame:

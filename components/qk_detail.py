@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from components.labels import axis_ticks, token_labels
 
@@ -71,51 +70,69 @@ def _scores_figure(scores: np.ndarray, hidden: np.ndarray, labels: list[str], wi
         colors[winner] = WINNER_COLOR
         text[winner] += " · highest"
     data = np.stack([labels, text], axis=1)  # [n, 2]
-    fig = go.Figure()
-    for name, keep, style in (("keys", ~hidden, dict(color=colors[~hidden].tolist())),
-                              ("masked keys", hidden, dict(color=MASKED_COLOR, pattern_shape="/"))):
-        fig.add_trace(go.Bar(x=np.flatnonzero(keep), y=scores[keep].astype(np.float32), name=name, marker=style,
-                             customdata=data[keep].tolist(), showlegend=False,
-                             hovertemplate="key %{x:d}: %{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
-    fig.add_vline(x=query_index, line=dict(color="rgb(120,120,120)", dash="dot", width=1))
-    fig.update_xaxes(title_text="key: attending to", range=[-0.5, len(scores) - 0.5], **_key_axis(labels, hidden))
-    fig.update_yaxes(title_text="score q·k / √d_head", zeroline=True)
-    fig.update_layout(title_text=title, barmode="overlay", bargap=0.15, margin=dict(l=10, r=10, t=50, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+    bars = [go.Bar(x=np.flatnonzero(keep), y=scores[keep].astype(np.float32), name=name, marker=style,
+                   customdata=data[keep].tolist(), showlegend=False,
+                   hovertemplate="key %{x:d}: %{customdata[0]}<br>%{customdata[1]}<extra></extra>")
+            for name, keep, style in (("keys", ~hidden, dict(color=colors[~hidden].tolist())),
+                                      ("masked keys", hidden, dict(color=MASKED_COLOR, pattern=dict(shape="/"))))]
+    query_line = dict(type="line", x0=query_index, x1=query_index, xref="x", y0=0, y1=1, yref="y domain",
+                      line=dict(color="rgb(120,120,120)", dash="dot", width=1))  # what add_vline draws
+    return go.Figure(data=bars, layout=dict(
+        xaxis=dict(title=dict(text="key: attending to"), range=[-0.5, len(scores) - 0.5], automargin=True,
+                   **_key_axis(labels, hidden)),
+        yaxis=dict(title=dict(text="score q·k / √d_head"), zeroline=True, automargin=True),
+        shapes=[query_line], title=dict(text=title), barmode="overlay", bargap=0.15,
+        margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def _vectors_figure(q: np.ndarray, keys: np.ndarray, hidden: np.ndarray, labels: list[str],
                     title: str) -> go.Figure:
     """Colour strips d_head wide: one row for q, below it one row per key."""
     bound = _bound(np.concatenate([q[None, :], keys]))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        row_heights=[1, max(len(keys), 1)])
     common = dict(colorscale=VECTOR_COLORSCALE, zmin=-bound, zmax=bound)
-    fig.add_trace(go.Heatmap(z=q[None, :], showscale=False, hovertemplate="q_%{x} = %{z:.3f}<extra></extra>",
-                             **common), row=1, col=1)
-    fig.add_trace(go.Heatmap(z=keys, colorbar=dict(title=dict(text="value")),
-                             hovertemplate="key %{y:d}: k_%{x} = %{z:.3f}<extra></extra>", **common), row=2, col=1)
-    fig.update_yaxes(tickvals=[0], ticktext=["q"], showgrid=False, row=1, col=1)
-    fig.update_yaxes(autorange="reversed", showgrid=False, title_text="key", row=2, col=1,
-                     **_key_axis(labels, hidden))
-    fig.update_xaxes(title_text="dimension i of d_head", showgrid=False, row=2, col=1)
-    fig.update_layout(title_text=title, height=min(max(16 * len(keys) + 160, 260), 900),
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)
+    strips = [
+        go.Heatmap(z=q[None, :], showscale=False, hovertemplate="q_%{x} = %{z:.3f}<extra></extra>", xaxis="x",
+                   yaxis="y", **common),
+        go.Heatmap(z=keys, colorbar=dict(title=dict(text="value")), xaxis="x2", yaxis="y2",
+                   hovertemplate="key %{y:d}: k_%{x} = %{z:.3f}<extra></extra>", **common),
+    ]
+    top, bottom = _stacked_domains(1, max(len(keys), 1), spacing=0.04)
+    return go.Figure(data=strips, layout=dict(
+        xaxis=dict(anchor="y", domain=[0.0, 1.0], matches="x2", showticklabels=False, automargin=True),
+        yaxis=dict(anchor="x", domain=top, tickvals=[0], ticktext=["q"], showgrid=False, automargin=True),
+        xaxis2=dict(anchor="y2", domain=[0.0, 1.0], title=dict(text="dimension i of d_head"), showgrid=False,
+                    automargin=True),
+        yaxis2=dict(anchor="x2", domain=bottom, title=dict(text="key"), autorange="reversed", showgrid=False,
+                    automargin=True, **_key_axis(labels, hidden)),
+        title=dict(text=title), height=min(max(16 * len(keys) + 160, 260), 900),
+        margin=dict(l=10, r=10, t=50, b=10),
+    ))
+
+
+def _stacked_domains(top: float, bottom: float, spacing: float) -> tuple[list[float], list[float]]:
+    """y domains (top row, bottom row) of two subplots stacked with heights in ratio top : bottom, computed
+    as make_subplots(rows=2, cols=1, row_heights=[top, bottom], vertical_spacing=spacing) does."""
+    total = float(top + bottom)
+    upper, lower = (1.0 - spacing) * (top / total), (1.0 - spacing) * (bottom / total)
+    start = lower + spacing
+    return [start, min(start + upper, 1.0)], [0.0, lower]
 
 
 def _products_figure(q: np.ndarray, keys: np.ndarray, products: np.ndarray, hidden: np.ndarray,
                      labels: list[str], title: str) -> go.Figure:
     """Heatmap of q_i·k_ji, keys × dimensions [n, d_head]; hover gives i, q_i, k_i and the product."""
     parts = np.stack([np.broadcast_to(q[None, :], keys.shape), keys], axis=-1)  # [n, d_head, 2]
-    fig = go.Figure(go.Heatmap(
+    heatmap = go.Heatmap(
         z=products, customdata=parts.astype(np.float32), colorscale=VECTOR_COLORSCALE,
         zmin=-_bound(products), zmax=_bound(products), colorbar=dict(title=dict(text="q_i·k_i")),
         hovertemplate=("key %{y:d} · i = %{x}<br>q_i = %{customdata[0]:.3f}<br>k_i = %{customdata[1]:.3f}"
                        "<br>q_i·k_i = %{z:.3f}<extra></extra>"),
+    )
+    return go.Figure(data=[heatmap], layout=dict(
+        xaxis=dict(title=dict(text="dimension i of d_head"), showgrid=False, automargin=True),
+        yaxis=dict(title=dict(text="key"), autorange="reversed", showgrid=False, automargin=True,
+                   **_key_axis(labels, hidden)),
+        title=dict(text=title), height=min(max(16 * len(keys) + 140, 260), 900),
+        margin=dict(l=10, r=10, t=50, b=10),
     ))
-    fig.update_xaxes(title_text="dimension i of d_head", showgrid=False)
-    fig.update_yaxes(title_text="key", autorange="reversed", showgrid=False, **_key_axis(labels, hidden))
-    fig.update_layout(title_text=title, height=min(max(16 * len(keys) + 140, 260), 900),
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig.update_xaxes(automargin=True).update_yaxes(automargin=True)

@@ -53,64 +53,66 @@ def _sense_colors(labels: Sequence[str]) -> list[str]:
 def similarity_figure(sim: np.ndarray, names: Sequence[str], title: str, zmin: float | None = None) -> go.Figure:
     """Cosine similarity [S, S] between the sentences' target vectors; zmin fixes the colour scale's floor."""
     labels = [plotly_escape(n) for n in names]
-    fig = go.Figure(go.Heatmap(z=sim, x=labels, y=labels, zmin=float(sim.min()) if zmin is None else zmin, zmax=1.0,
-                               colorscale="Viridis", text=np.round(sim, 2), texttemplate="%{text}",
-                               colorbar=dict(title="cosine"),
-                               hovertemplate="%{y}<br>%{x}<br>cosine %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    fig.update_layout(title_text=title, height=420, margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    heatmap = go.Heatmap(z=sim, x=labels, y=labels, zmin=float(sim.min()) if zmin is None else zmin, zmax=1.0,
+                         colorscale="Viridis", text=np.round(sim, 2), texttemplate="%{text}",
+                         colorbar=dict(title=dict(text="cosine")),
+                         hovertemplate="%{y}<br>%{x}<br>cosine %{z:.3f}<extra></extra>")
+    return go.Figure(data=[heatmap], layout=dict(
+        yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"),
+        title=dict(text=title), height=420, margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def similarity_lines_figure(similarity: np.ndarray, names: Sequence[str], labels: Sequence[str]) -> go.Figure:
     """Similarity of every pair across layers (faint), with the same-sense and different-sense means."""
     steps = analysis.layer_names(similarity.shape[0] - 1)
-    fig = go.Figure()
+    traces = []
     same, different = analysis.sense_pairs(labels)
     kind = {pair: "same sense" for pair in same} | {pair: "different sense" for pair in different}
     colors = {"same sense": "#2ca02c", "different sense": "#d62728", "pair": "grey"}
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             group = kind.get((i, j), "pair")
-            fig.add_trace(go.Scatter(x=steps, y=similarity[:, i, j], mode="lines", opacity=0.35, showlegend=False,
+            traces.append(go.Scatter(x=steps, y=similarity[:, i, j], mode="lines", opacity=0.35, showlegend=False,
                                      line=dict(color=colors[group], width=1),
                                      hovertext=plotly_escape(f"{names[i]} · {names[j]} ({group})"),
                                      hovertemplate="%{hovertext}<br>%{x}: %{y:.3f}<extra></extra>"))
     for name, curve in analysis.sense_curves(similarity, labels).items():
-        fig.add_trace(go.Scatter(x=steps, y=curve, mode="lines+markers", name=f"mean, {name} pairs",
+        traces.append(go.Scatter(x=steps, y=curve, mode="lines+markers", name=f"mean, {name} pairs",
                                  line=dict(color=colors[name], width=3)))
-    fig.update_layout(title_text="Cosine similarity across layers", yaxis_title="cosine", height=420,
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(x=0, y=0))
-    return fig
+    return go.Figure(data=traces, layout=dict(
+        title=dict(text="Cosine similarity across layers"), yaxis=dict(title=dict(text="cosine")), height=420,
+        margin=dict(l=10, r=10, t=50, b=10), legend=dict(x=0, y=0),
+    ))
 
 
 def trajectory_figure(coords: np.ndarray, basis: analysis.PCA, names: Sequence[str], labels: Sequence[str]
                       ) -> go.Figure:
     """One 2D path per sentence through the layers (coords [S, n_layers + 1, 2])."""
     steps = analysis.layer_names(coords.shape[1] - 1)
-    fig = go.Figure()
+    traces = []
     for name, path, color in zip(names, coords, _sense_colors(labels), strict=True):
         text = ["emb"] + [""] * (len(steps) - 2) + ["last"]
-        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers+text", name=plotly_escape(name),
+        traces.append(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers+text", name=plotly_escape(name),
                                  text=text, textposition="top center", line=dict(color=color),
                                  hovertext=[plotly_escape(f"{name}<br>{s}") for s in steps], hoverinfo="text"))
-    fig.update_xaxes(title_text=f"PC1 ({basis.explained[0]:.0%})")
-    fig.update_yaxes(title_text=f"PC2 ({basis.explained[1]:.0%})", scaleanchor="x", scaleratio=1)
-    fig.update_layout(title_text="The target's direction, layer by layer (unit vectors, one PCA basis)", height=520,
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    return go.Figure(data=traces, layout=dict(
+        xaxis=dict(title=dict(text=f"PC1 ({basis.explained[0]:.0%})")),
+        yaxis=dict(title=dict(text=f"PC2 ({basis.explained[1]:.0%})"), scaleanchor="x", scaleratio=1),
+        title=dict(text="The target's direction, layer by layer (unit vectors, one PCA basis)"), height=520,
+        margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 def divergence_figure(div: np.ndarray) -> go.Figure:
     """[n_layers, n_heads] mean ‖Δe_a − Δe_b‖ at the target."""
-    fig = go.Figure(go.Heatmap(z=div, colorscale="Magma", colorbar=dict(title="‖Δe_a − Δe_b‖"),
-                               hovertemplate="layer %{y}, head %{x}<br>%{z:.3f}<extra></extra>"))
-    fig.update_xaxes(title_text="head", dtick=1)
-    fig.update_yaxes(title_text="layer", autorange="reversed")
-    fig.update_layout(title_text="Which heads push the senses apart", height=max(300, 14 * div.shape[0] + 140),
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+    heatmap = go.Heatmap(z=div, colorscale="Magma", colorbar=dict(title=dict(text="‖Δe_a − Δe_b‖")),
+                         hovertemplate="layer %{y}, head %{x}<br>%{z:.3f}<extra></extra>")
+    return go.Figure(data=[heatmap], layout=dict(
+        xaxis=dict(title=dict(text="head"), dtick=1), yaxis=dict(title=dict(text="layer"), autorange="reversed"),
+        title=dict(text="Which heads push the senses apart"), height=max(300, 14 * div.shape[0] + 140),
+        margin=dict(l=10, r=10, t=50, b=10),
+    ))
 
 
 # ---- analysis, cached per set of traces ----------------------------------------------------------------
