@@ -4,6 +4,7 @@ components/ and every number comes from engine/."""
 from __future__ import annotations
 
 import time
+import urllib.parse
 
 import streamlit as st
 
@@ -20,6 +21,7 @@ MASKS = {"model default": None, "causal": True, "none": False}
 LAYOUTS = {"query rows": "query_rows", "key rows (notes)": "key_rows"}
 OTHER = "other…"
 MAX_MODEL_NAME = 512  # longest hub id or folder path taken from the field or the URL (hub ids: at most 96)
+MAX_LINK_TEXT = 6_000  # longest URL-encoded sentence kept in the link (proxies refuse request lines over 8 KB)
 
 
 # ---- caching: one model per name and one trace cache per server process, shared by all sessions -----------
@@ -32,16 +34,19 @@ def model_store() -> ModelStore:
 def get_model(name: str) -> engine.Model:
     """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
     store = model_store()
+
+    def load(progress=None) -> engine.Model:
+        return engine.load(name, device=SETTINGS.device, progress=progress, max_params=SETTINGS.max_params)
+
     if name in store:
-        return store.get(name, lambda: engine.load(name))
+        return store.get(name, load)
     with st.status(f"Loading {markdown_literal(name)}…", expanded=True) as status:  # labels render Markdown
         bar = st.progress(0.0)
 
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
-        model = store.get(name, lambda: engine.load(name, device=SETTINGS.device, progress=progress,
-                                                    max_params=SETTINGS.max_params))
+        model = store.get(name, lambda: load(progress))
         status.update(label=f"{markdown_literal(name)} ready", state="complete", expanded=False)
     return model
 
@@ -112,13 +117,17 @@ def init_state() -> None:
 
 def write_url(model_name: str) -> None:
     s = st.session_state
-    params = {"model": model_name, "text": s.text, "mask": s.mask, "layer": s.layer, "head": s.head,
-              "layout": s.layout, "position": s.position, "tab": s.get("tab") or next(iter(explorer.TABS))}
+    params = {"model": model_name, "text": s.text[: SETTINGS.max_chars], "mask": s.mask, "layer": s.layer,
+              "head": s.head, "layout": s.layout, "position": s.position,
+              "tab": s.get("tab") or next(iter(explorer.TABS))}
+    if len(urllib.parse.quote(params["text"])) > MAX_LINK_TEXT:  # a longer link fails to load (400, 414)
+        del params["text"]
+        st.sidebar.caption("This sentence is too long to keep in the page's link.")
     if s.heads_off:
         params["off"] = ",".join(f"{layer}.{head}" for layer, head in sorted(s.heads_off))
-    current = {k: st.query_params.get(k) for k in params}
-    if current != {k: str(v) for k, v in params.items()}:
-        st.query_params.from_dict({k: str(v) for k, v in params.items()})
+    wanted = {k: str(v) for k, v in params.items()}
+    if st.query_params.to_dict() != wanted:  # the whole link: a key no longer wanted ("off") goes too
+        st.query_params.from_dict(wanted)
 
 
 # ---- sidebar ------------------------------------------------------------------------------------------
@@ -145,16 +154,12 @@ def choose_model() -> engine.Model:
         ).strip()
     if target and target != s.model:
         if target not in s.failed_model:
-            if len(target) > MAX_MODEL_NAME:
-                s.failed_model[target] = (f"That model name has {len(target):,} characters; hub ids and folders "
-                                          f"here have at most {MAX_MODEL_NAME}. Still showing {s.model}.")
-            else:
-                try:
-                    get_model(target)
-                    s.model = target
-                except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
-                    reason = str(err) if isinstance(err, engine.EngineError) else f"{type(err).__name__}: {err}"
-                    s.failed_model[target] = f"Could not load {target}: {reason} Still showing {s.model}."
+            try:
+                get_model(target)
+                s.model = target
+            except Exception as err:  # noqa: BLE001 - a broken checkpoint must not take the app down
+                reason = str(err) if isinstance(err, engine.EngineError) else f"{type(err).__name__}: {err}"
+                s.failed_model[target] = f"Could not load {target}: {reason} Still showing {s.model}."
         if target in s.failed_model:  # escaped: a typed name or path shows as typed, never as Markdown
             st.sidebar.error(markdown_literal(s.failed_model[target]))
     try:

@@ -13,6 +13,7 @@ import engine
 from engine import analysis
 
 from .deltas import chart
+from .labels import markdown_literal, plotly_escape
 
 
 def model_table(model: engine.Model) -> pd.DataFrame:
@@ -106,15 +107,17 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
 
 def _render_model(model: engine.Model, key: str) -> None:
     cfg = model.config
-    st.subheader(f"{cfg.name}: counted from its weights")
+    name = markdown_literal(cfg.name)  # a visitor's hub id or folder: shown as typed
+    st.subheader(f"{name}: counted from its weights")
     st.dataframe(_styled(model_table(model)), hide_index=True, key=f"{key}_model")
     if cfg.n_kv_heads < cfg.n_heads:
-        st.info(f"Key/value sharing (grouped-query attention): {cfg.name} has {cfg.n_heads} query heads per block "
+        st.info(f"Key/value sharing (grouped-query attention): {name} has {cfg.n_heads} query heads per block "
                 f"but only {cfg.n_kv_heads} key and value heads. Each group of {cfg.kv_group} query heads reads the "
                 f"same keys and values, so a block stores {cfg.n_kv_heads} W_K and W_V instead of {cfg.n_heads}: "
                 f"each head asks its own question (W_Q) and writes its own change (W_O), but reads shared answers.")
     cats = analysis.param_categories(model)
-    chart(share_figure(cats, f"Where {cfg.name}'s {model.n_params():,} parameters are"), key=f"{key}_model_fig")
+    title = f"Where {plotly_escape(cfg.name)}'s {model.n_params():,} parameters are"
+    chart(share_figure(cats, title), key=f"{key}_model_fig")
 
 
 def _render_config(key: str) -> None:

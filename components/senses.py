@@ -139,13 +139,14 @@ def _inputs(model: engine.Model, key: str) -> tuple[list[tuple[str, str]], str, 
         word = st.text_input("Target word", value=analysis.PRESETS[preset]["word"], key=f"{key}_word_{preset}")
         pool = POOLS[st.radio("A word split into several tokens", list(POOLS), key=f"{key}_pool")]
     mask_off = False
+    name = markdown_literal(model.config.name)
     if model.config.causal:
-        st.info(f"{model.config.name} is causal: a word's vector can only use the words before it, never the "
+        st.info(f"{name} is causal: a word's vector can only use the words before it, never the "
                 "context after it, so the presets put the telling words first.")
         mask_off = st.checkbox("Experiment: turn the causal mask off (every word sees every word, which this model "
                                "was never trained for)", key=f"{key}_mask_off")
     else:
-        st.caption(f"{model.config.name} is bidirectional: a word's vector uses context on both sides.")
+        st.caption(f"{name} is bidirectional: a word's vector uses context on both sides.")
     return parse_sentences(text)[:MAX_SENTENCES], word.strip(), pool, mask_off
 
 

@@ -112,8 +112,9 @@ def prepare_gguf(name: str, progress: Progress) -> Path:
     return target
 
 
-def hub_folder(repo_id: str, progress: Progress) -> Path:
-    """Download (or find in the Hugging Face cache) a hub checkpoint's config, tokenizer and weights."""
+def hub_folder(repo_id: str, progress: Progress, weights: bool = True) -> Path:
+    """Download (or find in the Hugging Face cache) a hub checkpoint's config, tokenizer and weights;
+    with weights=False only its config.json, so it can be checked before anything large is fetched."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -123,10 +124,10 @@ def hub_folder(repo_id: str, progress: Progress) -> Path:
     )
 
     progress(0.1, f"fetching {repo_id} from the Hugging Face hub")
-    patterns = ["*.json", "*.txt", "*.model", "tokenizer*", "*.safetensors"]
+    patterns = ["*.json", "*.txt", "*.model", "tokenizer*", "*.safetensors"] if weights else ["config.json"]
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=patterns))
-        if not any(folder.glob("*.safetensors")):
+        if weights and not any(folder.glob("*.safetensors")):
             folder = Path(snapshot_download(repo_id, allow_patterns=[*patterns, "pytorch_model*.bin"]))
     except HFValidationError:
         raise ModelLoadError(
@@ -147,28 +148,36 @@ def hub_folder(repo_id: str, progress: Progress) -> Path:
     return folder
 
 
-def resolve(name: str, progress: Progress) -> Path:
-    """The folder holding `name`'s config.json, tokenizer and weights."""
+def resolve(name: str, progress: Progress, weights: bool = True) -> Path:
+    """The folder holding `name`'s config.json, tokenizer and weights (weights=False: a hub checkpoint's
+    config.json alone is enough)."""
     if name in EMBEDDED:
         spec = EMBEDDED[name]
         if "gguf" in spec:
             return prepare_gguf(name, progress)
         return package_folder(spec["package"]) / spec["folder"]
-    path = Path(name).expanduser()
-    if path.is_dir():
+    try:
+        path = Path(name).expanduser()
+        is_dir = path.is_dir()
+    except (OSError, ValueError, RuntimeError) as err:  # a name too long for a path, a NUL byte, ~unknown
+        raise ModelLoadError(f"{name[:80]!r} is not a usable model name or folder ({type(err).__name__}).") from None
+    if is_dir:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"the folder {name!r} has no config.json: save it with save_pretrained().")
         return path
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
         raise ModelLoadError(f"no folder at {name!r}.")
-    return hub_folder(name, progress)
+    return hub_folder(name, progress, weights)
 
 
 def read_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / "config.json").read_text())
+        config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot read {folder / 'config.json'}: {err}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{folder / 'config.json'} is not a JSON object.")
+    return config
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:

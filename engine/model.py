@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from . import loading
 from .config import ModelConfig
-from .convert import convert
+from .convert import config_of, convert
 from .errors import InputError, ModelLoadError
 from .tokens import readable_tokens
 from .trace import Trace
@@ -40,22 +42,39 @@ class Model:
         self.tokenizer = tokenizer
         self.device = device
         self.source = source
+        self._tokenizer_lock = threading.Lock()  # Hugging Face's fast tokenizer is one shared Rust object
 
     @property
     def dtype(self) -> torch.dtype:
         return self.params["embed.W_E"].dtype
 
     def tokenize(self, text: str, max_tokens: int | None = None) -> tuple[list[int], bool, int]:
-        """(token ids, whether the text was cut, token count of the whole text)."""
+        """(token ids, whether the text was cut, token count of the whole text).
+
+        The text is tokenized once and cut here, keeping trailing special tokens (BERT's [SEP]); the shared
+        tokenizer is never switched into a truncating mode, so concurrent runs cannot affect each other."""
         if not isinstance(text, str):
             raise InputError(f"text must be a string, not {type(text).__name__}.")
         if not text.strip():
             raise InputError("the text is empty: type a sentence to see its attention.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InputError(f"the text holds invalid Unicode (a lone surrogate at position {err.start}).") from None
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise InputError(f"max_tokens must be a positive whole number, not {max_tokens!r}.")
         limit = min(max_tokens or self.config.max_tokens, self.config.max_tokens)
-        ids = self.tokenizer(text, verbose=False)["input_ids"]
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(text, verbose=False, return_special_tokens_mask=True)
+        ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
         if len(ids) <= limit:
             return ids, False, len(ids)
-        cut = self.tokenizer(text, truncation=True, max_length=limit, verbose=False)["input_ids"]
+        n_leading = _leading_ones(special)  # e.g. BERT's [CLS]
+        n_trailing = _leading_ones(special[::-1])  # e.g. BERT's final [SEP], kept after a cut
+        if limit <= n_leading + n_trailing:
+            raise InputError(f"max_tokens={limit} leaves no room for text between {self.config.name}'s "
+                             f"{n_leading + n_trailing} special tokens.")
+        cut = ids[: limit - n_trailing] + (ids[len(ids) - n_trailing:] if n_trailing else [])
         return cut, True, len(ids)
 
     def readable(self, token_ids: list[int]) -> list[str]:
@@ -125,17 +144,13 @@ def load(name: str = "smollm2-135m", device: str | torch.device | None = None, d
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise InputError(f"dtype must be a floating-point torch dtype, not {dtype!r}.")
+    # Configuration first: an unsupported or too large model is refused before any weights are fetched.
+    hf_config = loading.read_config(loading.resolve(name, progress, weights=False))
+    cfg = config_of(hf_config, name)
+    if max_params is not None and estimated_params(cfg) > max_params:
+        raise ModelLoadError(f"{name} has about {estimated_params(cfg) / 1e6:,.0f} M parameters, over this "
+                             f"server's limit of {max_params / 1e6:,.0f} M. Choose a smaller model.")
     folder = loading.resolve(name, progress)
-    hf_config = loading.read_config(folder)
-    if max_params is not None:
-        from .convert import CONVERTERS
-
-        family = CONVERTERS.get(hf_config.get("model_type"))
-        if family is not None:
-            estimate = estimated_params(family.config_from_hf(hf_config, name, {}))
-            if estimate > max_params:
-                raise ModelLoadError(f"{name} has about {estimate / 1e6:,.0f} M parameters, over this server's "
-                                     f"limit of {max_params / 1e6:,.0f} M. Choose a smaller model.")
     progress(0.7, "reading weights")
     state = loading.read_weights(folder)
     config, params = convert(hf_config, state, name)
@@ -146,6 +161,15 @@ def load(name: str = "smollm2-135m", device: str | torch.device | None = None, d
     tokenizer = loading.load_tokenizer(folder, name)
     progress(1.0, "ready")
     return Model(config, params, tokenizer, dev, source=str(folder))
+
+
+def _leading_ones(flags: list[int]) -> int:
+    count = 0
+    for flag in flags:
+        if flag != 1:
+            break
+        count += 1
+    return count
 
 
 def estimated_params(cfg: ModelConfig) -> int:

@@ -17,21 +17,38 @@ from . import bert, gpt2, llama
 CONVERTERS = {"gpt2": gpt2, "llama": llama, "mistral": llama, "bert": bert}
 
 
-def convert(hf_config: dict, state: dict[str, torch.Tensor], name: str) -> tuple[ModelConfig, dict]:
-    """Pick the family's converter by `model_type` and return (config, params)."""
+def family_of(hf_config: dict, name: str):
+    """The converter module for a checkpoint's `model_type`, or UnsupportedModelError."""
     model_type = hf_config.get("model_type", "?")
-    family = CONVERTERS.get(model_type)
+    family = CONVERTERS.get(model_type) if isinstance(model_type, str) else None
     if family is None:
         raise UnsupportedModelError(
             f"{name}: architecture {model_type!r} is not supported. Supported families: GPT-2 (gpt2), "
             "Llama (llama, mistral) and BERT (bert). Pick a checkpoint of one of those."
         )
+    return family
+
+
+def config_of(hf_config: dict, name: str, state: dict | None = None) -> ModelConfig:
+    """ModelConfig from a checkpoint's config.json (before or after its weights are read)."""
+    family = family_of(hf_config, name)
     try:
-        cfg = family.config_from_hf(hf_config, name, state)
-        return cfg, family.convert_weights(state, cfg)
+        return family.config_from_hf(hf_config, name, state or {})
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as err:
+        raise UnsupportedModelError(
+            f"{name}: its config.json is incomplete or malformed for {hf_config.get('model_type')!r} "
+            f"({type(err).__name__}: {err})."
+        ) from None
+
+
+def convert(hf_config: dict, state: dict[str, torch.Tensor], name: str) -> tuple[ModelConfig, dict]:
+    """Pick the family's converter by `model_type` and return (config, params)."""
+    cfg = config_of(hf_config, name, state)
+    try:
+        return cfg, family_of(hf_config, name).convert_weights(state, cfg)
     except KeyError as missing:
         raise UnsupportedModelError(
-            f"{name}: the checkpoint says {model_type!r} but lacks the weight or setting {missing}; "
+            f"{name}: the checkpoint says {hf_config.get('model_type')!r} but lacks the weight {missing}; "
             "it may be a variant this engine does not implement."
         ) from None
 

@@ -1,0 +1,130 @@
+"""The real app in a real browser: `streamlit run app.py` on a free localhost port, driven in headless Chromium.
+
+A visitor types a sentence, switches the mask and the head, and sees the heatmap and the prediction panel follow;
+a pasted `<img src=x onerror=alert(1)>` shows as text and runs nothing. Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM, ROOT, chromium, streamlit_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+SHOTS = ROOT / "docs" / "screenshots"
+FIRST_LOAD_MS = 180_000  # a clean machine dequantises SmolLM2 once (~30 s) before the first heatmap
+UPDATE_MS = 60_000
+SENTENCE = "The mole dug a tunnel under the lawn"
+XSS = "<img src=x onerror=alert(1)>"
+
+# The pattern heatmap, the prediction bars, and what a visitor sees of them (SVG text of the ticks).
+JS_STATE = """() => {
+  const plot = key => document.querySelector(`.st-key-${key} .js-plotly-plot`);
+  const pattern = plot('pattern_fig'), pred = plot('pred_fig_pattern_tab');
+  if (!pattern || !pred || !pattern._fullData || !pred._fullData) return null;
+  const heat = pattern._fullData.find(t => t.type === 'heatmap');  // decoded data (typed arrays)
+  return {
+    z: Array.from(heat.z, row => Array.from(row)),
+    ticks: Array.from(pattern.querySelectorAll('.xtick text'), t => t.textContent),
+    bars: pred._fullData.map(t => Array.from(t.x)),
+    barTicks: Array.from(pred.querySelectorAll('.ytick text'), t => t.textContent),
+    title: Array.from(document.querySelectorAll('h3'), h => h.textContent).find(t => t.startsWith('Attention pattern')),
+    running: !!document.querySelector('[data-testid="stStatusWidget"]'),
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(URL, log file) of a running `streamlit run app.py`, stopped after the module."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with streamlit_server(log) as url:
+        yield url, log
+
+
+@pytest.fixture
+def page(server, tmp_path):
+    app_url, _ = server
+    with chromium(tmp_path / "profile") as page:
+        page.dialogs = []  # any alert(), confirm() or prompt() is recorded and dismissed: none may fire
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(app_url)
+        yield page
+
+
+def state(page) -> dict:
+    return page.evaluate(JS_STATE)
+
+
+def wait_until(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
+    """Wait until the page has finished a run and JS_STATE satisfies `predicate_js` (a body over `s`)."""
+    page.wait_for_function(f"() => {{ const s = ({JS_STATE})(); return !!s && !s.running && ({predicate_js}); }}",
+                           timeout=timeout, polling=250)
+    return state(page)
+
+
+def submit_text(page, text: str) -> None:
+    box = page.locator(".st-key-text textarea")
+    box.click()
+    box.press("ControlOrMeta+a")
+    page.keyboard.insert_text(text)  # what a paste does: one input event with the whole string
+    box.press("ControlOrMeta+Enter")
+
+
+def upper_triangle(z: list[list[float]]) -> float:
+    return sum(v for i, row in enumerate(z) for j, v in enumerate(row) if j > i)
+
+
+def screenshot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / name
+    page.screenshot(path=str(path))
+    assert path.stat().st_size < 400_000, f"{path} is {path.stat().st_size:,} bytes"
+    return path
+
+
+def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, server):
+    first = wait_until(page, "s.ticks.length > 3", timeout=FIRST_LOAD_MS)
+    assert first["title"] == "Attention pattern · layer 0, head 0"
+
+    # a new sentence: new tokens on the heatmap's axis, a new prediction
+    submit_text(page, SENTENCE)
+    typed = wait_until(page, "s.ticks.some(t => t.includes('mole'))")
+    assert len(typed["z"]) == len(typed["ticks"]) > 5
+    assert upper_triangle(typed["z"]) == 0  # SmolLM2 is causal: nothing above the diagonal
+    assert typed["bars"] != first["bars"]
+
+    # mask "none": the upper triangle fills in and the prediction panel compares with the unmodified run
+    page.locator(".st-key-mask").get_by_text("none", exact=True).click()
+    unmasked = wait_until(page, "s.z.some((row, i) => row.some((v, j) => j > i && v > 0))")
+    assert upper_triangle(unmasked["z"]) > 0.1
+    assert len(unmasked["bars"]) == 2 and unmasked["bars"] != typed["bars"]  # unmodified vs with intervention
+    assert page.get_by_text("An intervention is active").is_visible()
+
+    # head 0 -> 1 with the keyboard on the sidebar slider
+    page.locator('.st-key-head input[type="range"]').press("ArrowRight")
+    head1 = wait_until(page, "s.title === 'Attention pattern · layer 0, head 1'")
+    assert head1["z"] != unmasked["z"]
+    assert head1["ticks"] == unmasked["ticks"]
+    screenshot(page, "explorer.png")
+
+    # pasted markup: shown as the characters typed, in tick labels and hover; no element, no script
+    submit_text(page, XSS)
+    literal = wait_until(page, "s.ticks.some(t => t.includes('<'))")
+    assert "".join(literal["ticks"]).replace("␣", " ") == XSS
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.locator(".st-key-pattern_fig .js-plotly-plot img").count() == 0
+    box = page.locator(".st-key-pattern_fig .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05)  # the first cell: "<" to "<"
+    hover = page.locator(".st-key-pattern_fig .hovertext").first
+    hover.wait_for(timeout=UPDATE_MS)
+    assert "query 0: <" in hover.text_content()
+    screenshot(page, "literal-html.png")
+    page.wait_for_timeout(500)  # give a would-be onerror handler time to fire
+    assert page.dialogs == []
+    log = server[1].read_text()
+    assert "Traceback" not in log, log[-3000:]  # the server logged no exception
