@@ -188,7 +188,8 @@ def sidebar_text() -> str:
 def sidebar_controls(model: engine.Model) -> None:
     cfg, s = model.config, st.session_state
     st.sidebar.radio("Masking", list(MASKS), key="mask", horizontal=True,
-                     help=f"{cfg.name}'s own mask is {'causal' if cfg.causal else 'none (bidirectional)'}.")
+                     help=markdown_literal(f"{cfg.name}'s own mask is "
+                                           f"{'causal' if cfg.causal else 'none (bidirectional)'}."))
     s.layer = min(max(int(s.layer), 0), cfg.n_layers - 1)
     s.head = min(max(int(s.head), 0), cfg.n_heads - 1)
     st.sidebar.slider("Layer", 0, cfg.n_layers - 1, key="layer")
@@ -216,9 +217,10 @@ def main() -> None:
     causal = MASKS[s.mask]
     try:
         trace = get_trace(model, text, causal, s.heads_off)
-        base = get_trace(model, text, None, frozenset()) if (causal is not None or s.heads_off) else None
+        intervened = bool(s.heads_off) or (causal is not None and causal != model.config.causal)
+        base = get_trace(model, text, None, frozenset()) if intervened else None  # the unmodified run
     except engine.EngineError as err:
-        st.error(f"This text could not be run: {err}")
+        st.error(markdown_literal(f"This text could not be run: {err}"))
         return
     s.last_good_text = text
     if trace.truncated:

@@ -13,12 +13,7 @@ import engine
 from engine import analysis
 
 from .labels import axis_ticks, markdown_literal, position_labels, token_labels, token_text
-
-PLOT_CONFIG = {"displaylogo": False}
-
-
-def chart(fig: go.Figure, key: str) -> None:
-    st.plotly_chart(fig, width="stretch", key=key, config=PLOT_CONFIG)
+from .plot import chart
 
 
 def token_select(label: str, tokens: Sequence[str], key: str, default: int | None = None) -> int:

@@ -19,8 +19,7 @@ from engine.predict import top_predictions
 from . import deltas, head_grid, param_counts, predictions, projections, qk_detail, senses
 from .labels import markdown_literal, token_text
 from .pattern import pattern_csv, pattern_figure, scores_figure
-
-PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+from .plot import chart
 
 
 @dataclass
@@ -40,10 +39,6 @@ class View:
 
 def numpy(t) -> np.ndarray:
     return t.detach().float().cpu().numpy()
-
-
-def chart(fig, key: str, **kwargs):
-    return st.plotly_chart(fig, key=key, config=PLOT_CONFIG, **kwargs)
 
 
 # ---- cached derived data, keyed by the trace's unique id -----------------------------------------------
@@ -100,8 +95,8 @@ def render_pattern_tab(v: View) -> None:
         sums = "each row sums to 1" if v.layout == "query_rows" else "each column sums to 1 (the notes' layout)"
         st.caption(f"softmax over keys of the masked scores; {sums}")
         chart(pattern_figure(pattern, tokens, layout=v.layout, scores=scores, title=""), key="pattern_fig")
-        st.download_button("Download this pattern (CSV)", pattern_csv(pattern, tokens, v.layout),
-                           file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")
+        st.download_button("Download this pattern (CSV)", lambda: pattern_csv(pattern, tokens, v.layout),
+                           file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")  # built on click
     with right:
         st.subheader("Scores q·k / √d_head, before softmax")
         st.caption("masked cells (a key after its query, under a causal mask) become −∞ and get weight 0")
@@ -141,8 +136,8 @@ def render_predictions(v: View, key: str, choose_position: bool = False) -> None
     cfg, trace = v.model.config, v.trace
     st.subheader("Next-token prediction")
     if trace.logits is None:
-        st.info(f"{cfg.name} is an encoder without a language-model head, so it predicts no next token. "
-                "Its attention, Δe and word senses are all here; pick SmolLM2 to see predictions change.")
+        st.info(f"{markdown_literal(cfg.name)} is an encoder without a language-model head, so it predicts no next "
+                "token. Its attention, Δe and word senses are all here; pick SmolLM2 to see predictions change.")
         return
     n = trace.n_tokens
     s = st.session_state

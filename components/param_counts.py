@@ -12,8 +12,8 @@ import streamlit as st
 import engine
 from engine import analysis
 
-from .deltas import chart
 from .labels import markdown_literal, plotly_escape
+from .plot import chart
 
 
 def model_table(model: engine.Model) -> pd.DataFrame:

@@ -12,8 +12,9 @@ import streamlit as st
 import engine
 from engine import analysis
 
-from .deltas import chart, last_word_token, token_select
+from .deltas import last_word_token, token_select
 from .labels import markdown_literal, token_labels, token_text
+from .plot import chart
 
 MAX_TEXT = 60  # more tokens than this: no text labels on the points, only hover
 MAX_ARROWS = 150  # more tokens than this: plain segments instead of arrow annotations

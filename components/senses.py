@@ -12,8 +12,8 @@ import streamlit as st
 import engine
 from engine import analysis
 
-from .deltas import chart
 from .labels import markdown_literal, plotly_escape, token_text
+from .plot import chart
 
 MAX_SENTENCES = 12
 POOLS = {"last sub-token": "last", "mean of sub-tokens": "mean"}

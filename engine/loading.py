@@ -180,6 +180,10 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+def has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+
+
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint folder (single or sharded safetensors, or a PyTorch .bin)."""
     from safetensors.torch import load_file
@@ -203,9 +207,15 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def load_tokenizer(folder: Path, name: str):
-    from transformers import AutoTokenizer
-
+    """The checkpoint's tokenizer.json through `tokenizers` (fast to load); transformers' AutoTokenizer only
+    for a checkpoint that ships vocabulary files alone."""
     try:
+        if (folder / "tokenizer.json").is_file():
+            from .tokenizer import Tokenizer
+
+            return Tokenizer.from_file(folder / "tokenizer.json")
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except Exception as err:
         raise ModelLoadError(f"{name}: no usable tokenizer in {folder} ({type(err).__name__}: {err}).") from None

@@ -145,12 +145,14 @@ def load(name: str = "smollm2-135m", device: str | torch.device | None = None, d
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise InputError(f"dtype must be a floating-point torch dtype, not {dtype!r}.")
     # Configuration first: an unsupported or too large model is refused before any weights are fetched.
-    hf_config = loading.read_config(loading.resolve(name, progress, weights=False))
+    folder = loading.resolve(name, progress, weights=False)
+    hf_config = loading.read_config(folder)
     cfg = config_of(hf_config, name)
     if max_params is not None and estimated_params(cfg) > max_params:
         raise ModelLoadError(f"{name} has about {estimated_params(cfg) / 1e6:,.0f} M parameters, over this "
                              f"server's limit of {max_params / 1e6:,.0f} M. Choose a smaller model.")
-    folder = loading.resolve(name, progress)
+    if not loading.has_weights(folder):  # a hub checkpoint whose config alone was fetched
+        folder = loading.resolve(name, progress)
     progress(0.7, "reading weights")
     state = loading.read_weights(folder)
     config, params = convert(hf_config, state, name)
@@ -189,7 +191,7 @@ def _to_device(params: dict[str, torch.Tensor], device: torch.device, dtype: tor
     """Move weights to one device and dtype; a tied unembedding stays a view of W_E (one copy)."""
     tied = params["unembed.W_U"].untyped_storage().data_ptr() == params["embed.W_E"].untyped_storage().data_ptr() \
         if "unembed.W_U" in params else False
-    out = {key: t.to(device=device, dtype=dtype).contiguous() for key, t in params.items()}
+    out = {key: t.to(device=device, dtype=dtype) for key, t in params.items()}  # transposed views stay views
     if tied:
         out["unembed.W_U"] = out["embed.W_E"].T  # [d_model, d_vocab]
     return out

@@ -313,7 +313,8 @@ def test_tokens_without_artefacts_beyond_ascii(smollm, minilm):
 def test_minilm_tokens(minilm):
     trace = minilm.run("Hello world, this is a test.")
     assert trace.tokens == ["[CLS]", "hello", "world", ",", "this", "is", "a", "test", ".", "[SEP]"]
-    assert trace.token_ids[0] == minilm.tokenizer.cls_token_id and trace.token_ids[-1] == minilm.tokenizer.sep_token_id
+    cls, sep = minilm.tokenizer.token_to_id("[CLS]"), minilm.tokenizer.token_to_id("[SEP]")
+    assert trace.token_ids[0] == cls and trace.token_ids[-1] == sep
 
 
 def test_runs_do_not_mutate_the_weights(smollm, minilm):
