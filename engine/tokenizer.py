@@ -45,6 +45,11 @@ class Tokenizer:
             return self.backend.id_to_token(token_ids)
         return [self.backend.id_to_token(int(i)) for i in token_ids]
 
+    @property
+    def all_special_ids(self) -> list[int]:
+        """Ids of the special tokens ([CLS], [SEP], <|endoftext|>, …), as transformers names them."""
+        return sorted(i for i, added in self.backend.get_added_tokens_decoder().items() if added.special)
+
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 

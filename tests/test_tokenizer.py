@@ -26,6 +26,8 @@ def test_same_ids_offsets_and_decoding_as_transformers(fixture, request):
             assert model.tokenizer.decode([token_id]) == expected
             assert model.tokenizer.convert_ids_to_tokens(token_id) == reference.convert_ids_to_tokens(token_id)
     assert len(model.tokenizer) == len(reference)
+    # every token transformers calls special; tokenizer.json may mark more (SmolLM2's chat tokens)
+    assert set(reference.all_special_ids) <= set(model.tokenizer.all_special_ids)
 
 
 def test_minilm_is_neither_padded_nor_cut_to_128(minilm):
