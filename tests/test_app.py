@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_tools import charts, heatmap, start
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.slow
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def start(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    for name, value in query.items():
-        at.query_params[name] = str(value)
-    return at.run()
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figures on the page by their widget key."""
-    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
-
-
-def decode(value) -> np.ndarray:
-    """Plotly's JSON holds numpy arrays as typed arrays: {"dtype", "bdata" (base64), "shape"}."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = [int(x) for x in str(value.get("shape", len(flat))).split(",")]
-        return flat.reshape(shape).astype(float)
-    return np.array(value, dtype=float)
-
-
-def heatmap(fig: dict) -> np.ndarray:
-    trace = next(t for t in fig["data"] if t["type"] == "heatmap")
-    return decode(trace["z"])
-
 
 def pattern_ticks(at: AppTest) -> list[str]:
     layout = charts(at)["pattern_fig"]["layout"]

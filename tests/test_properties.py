@@ -77,14 +77,19 @@ def check_trace(trace: engine.Trace, text: str, causal: bool | None, off: frozen
         assert not re.search(r"[!-/:-@\[-`{-~]", re.sub(r"\\.|&nbsp;", "", markdown_literal(shown))), shown
 
 
+def run_with_heads_off(model, text, causal, data):
+    """Run with a drawn set of heads switched off: (trace or None for the engine's own error, heads off)."""
+    off = data.draw(heads_off(model.config))
+    mask = model.default_head_mask()
+    for layer, head in off:
+        mask[layer, head] = False
+    return run_or_engine_error(model, text, causal=causal, head_mask=mask, max_tokens=64), off
+
+
 @PROPERTY
 @given(text=texts, causal=causal_choices, data=st.data())
 def test_smollm_runs_any_text_or_raises_its_own_error(smollm, text, causal, data):
-    off = data.draw(heads_off(smollm.config))
-    mask = smollm.default_head_mask()
-    for layer, head in off:
-        mask[layer, head] = False
-    trace = run_or_engine_error(smollm, text, causal=causal, head_mask=mask, max_tokens=64)
+    trace, off = run_with_heads_off(smollm, text, causal, data)
     if trace is not None:
         check_trace(trace, text, causal, off)
 
@@ -92,11 +97,7 @@ def test_smollm_runs_any_text_or_raises_its_own_error(smollm, text, causal, data
 @PROPERTY
 @given(text=texts, causal=causal_choices, data=st.data())
 def test_minilm_runs_any_text_or_raises_its_own_error(minilm, text, causal, data):
-    off = data.draw(heads_off(minilm.config))
-    mask = minilm.default_head_mask()
-    for layer, head in off:
-        mask[layer, head] = False
-    trace = run_or_engine_error(minilm, text, causal=causal, head_mask=mask, max_tokens=64)
+    trace, off = run_with_heads_off(minilm, text, causal, data)
     if trace is not None:
         check_trace(trace, text, causal, off)
         assert trace.tokens[0] == "[CLS]" and trace.tokens[-1] == "[SEP]"

@@ -8,7 +8,6 @@ whole app sessions running at once.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import json
@@ -27,6 +26,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from apptest_tools import charts, decode, new_app, start
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
@@ -37,7 +37,6 @@ from engine import loading
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 SENTENCE = "The mole dug a tunnel under the lawn"
 EMPTY_WARNING = "The sentence is empty: type something to see its attention."
 MARKUP = ("<script>alert(1)</script> <img src=x onerror=alert(1)> **bold** _it_ $x^2$ :red[red] :smile: "
@@ -56,31 +55,6 @@ UNICODE = [
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
-
-def new_app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    for name, value in query.items():
-        at.query_params[name] = str(value)
-    return at
-
-
-def start(**query) -> AppTest:
-    return new_app(**query).run()
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figures on the page by their widget key."""
-    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
-
-
-def decode(value) -> np.ndarray:
-    """Plotly's JSON holds numpy arrays as typed arrays: {"dtype", "bdata" (base64), "shape"}."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = [int(x) for x in str(value.get("shape", len(flat))).split(",")]
-        return flat.reshape(shape).astype(np.float64)
-    return np.array(value, dtype=np.float64)
-
 
 def pattern(at: AppTest) -> np.ndarray:
     fig = charts(at)["pattern_fig"]

@@ -1,0 +1,44 @@
+"""Helpers for driving app.py with Streamlit's AppTest: start a session from a URL, read its figures."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def new_app(**query) -> AppTest:
+    """An AppTest of app.py whose URL carries `query` (not yet run)."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    for name, value in query.items():
+        at.query_params[name] = str(value)
+    return at
+
+
+def start(**query) -> AppTest:
+    return new_app(**query).run()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by their widget key."""
+    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def decode(value) -> np.ndarray:
+    """Plotly's JSON holds numpy arrays as typed arrays: {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(x) for x in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).astype(np.float64)
+    return np.array(value, dtype=np.float64)
+
+
+def heatmap(fig: dict) -> np.ndarray:
+    """The values of a figure's first heatmap."""
+    trace = next(t for t in fig["data"] if t["type"] == "heatmap")
+    return decode(trace["z"])
