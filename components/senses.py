@@ -54,7 +54,7 @@ def similarity_figure(sim: np.ndarray, names: Sequence[str], title: str, zmin: f
     """Cosine similarity [S, S] between the sentences' target vectors; zmin fixes the colour scale's floor."""
     labels = [plotly_escape(n) for n in names]
     heatmap = go.Heatmap(z=sim, x=labels, y=labels, zmin=float(sim.min()) if zmin is None else zmin, zmax=1.0,
-                         colorscale="Viridis", text=np.round(sim, 2), texttemplate="%{text}",
+                         colorscale="Viridis", texttemplate="%{z:.2f}",
                          colorbar=dict(title=dict(text="cosine")),
                          hovertemplate="%{y}<br>%{x}<br>cosine %{z:.3f}<extra></extra>")
     return go.Figure(data=[heatmap], layout=dict(
