@@ -40,14 +40,15 @@ def get_model(name: str) -> engine.Model:
 
     if name in store:
         return store.get(name, load)
-    with st.status(f"Loading {markdown_literal(name)}…", expanded=True) as status:  # labels render Markdown
+    slot = st.empty()  # the progress shows while loading and goes once the model is ready
+    with slot.status(f"Loading {markdown_literal(name)}…", expanded=True):  # labels render Markdown
         bar = st.progress(0.0)
 
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
         model = store.get(name, lambda: load(progress))
-        status.update(label=f"{markdown_literal(name)} ready", state="complete", expanded=False)
+    slot.empty()
     return model
 
 
