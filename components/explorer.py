@@ -94,7 +94,10 @@ def render_pattern_tab(v: View) -> None:
         st.subheader(f"Attention pattern · layer {layer}, head {head}")
         sums = "each row sums to 1" if v.layout == "query_rows" else "each column sums to 1 (the notes' layout)"
         st.caption(f"softmax over keys of the masked scores; {sums}")
-        chart(pattern_figure(pattern, tokens, layout=v.layout, scores=scores, title=""), key="pattern_fig")
+        own_scale = st.toggle("colour scale up to this head's largest weight (default: 0 to 1 for every head)",
+                              key="pattern_own_scale")
+        chart(pattern_figure(pattern, tokens, layout=v.layout, scores=scores, title="",
+                             zmax=None if own_scale else 1.0), key="pattern_fig")
         st.download_button("Download this pattern (CSV)", lambda: pattern_csv(pattern, tokens, v.layout),
                            file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")  # built on click
     with right:

@@ -105,3 +105,12 @@ def test_minilm_explains_that_an_encoder_has_no_prediction():
     assert any("encoder without a language-model head" in i.value for i in at.info)
     z = heatmap(charts(at)["pattern_fig"])
     assert np.triu(z, 1).sum() > 0.1  # bidirectional by default
+
+
+def test_the_colour_scale_can_follow_the_head():
+    at = start(layer=20, head=4)
+    fixed = next(t for t in charts(at)["pattern_fig"]["data"] if t["type"] == "heatmap")
+    assert fixed["zmax"] == 1.0
+    at.toggle(key="pattern_own_scale").set_value(True).run()
+    own = next(t for t in charts(at)["pattern_fig"]["data"] if t["type"] == "heatmap")
+    assert own["zmax"] == pytest.approx(float(heatmap(charts(at)["pattern_fig"]).max()), rel=1e-5)
