@@ -1,11 +1,13 @@
 """The real app in a real browser: `streamlit run app.py` on a free localhost port, driven in headless Chromium.
 
 A visitor types a sentence, switches the mask and the head, and sees the heatmap and the prediction panel follow;
-a pasted `<img src=x onerror=alert(1)>` shows as text and runs nothing. Screenshots go to docs/screenshots/.
+a pasted `<img src=x onerror=alert(1)>` shows as text and runs nothing. Screenshots go to artifacts/screenshots/
+(ignored by git); ATTN_EXPLORER_SHOTS=docs/screenshots refreshes the README's.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from tests.browser import CHROMIUM, ROOT, chromium, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("ATTN_EXPLORER_SHOTS") or ROOT / "artifacts" / "screenshots")
 FIRST_LOAD_MS = 180_000  # a clean machine dequantises SmolLM2 once (~30 s) before the first heatmap
 UPDATE_MS = 60_000
 SENTENCE = "The mole dug a tunnel under the lawn"
