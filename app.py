@@ -9,11 +9,11 @@ import urllib.parse
 import streamlit as st
 
 import engine
-import settings
-from components import explorer, presets
+from components import explorer, presets, settings
+from components.content import MODEL_DESCRIPTIONS
 from components.labels import markdown_literal
-from engine.cache import TraceCache
-from engine.store import ModelStore
+from engine.serving.cache import TraceCache
+from engine.serving.store import ModelStore
 
 st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
 SETTINGS = settings.load()
@@ -144,7 +144,7 @@ def choose_model() -> engine.Model:
         s.model_choice = options[0]
     choice = st.sidebar.selectbox(
         "Model", options, key="model_choice",
-        format_func=lambda n: f"{n} — {engine.EMBEDDED[n]['description']}" if n in engine.EMBEDDED else n,
+        format_func=lambda n: f"{n} — {MODEL_DESCRIPTIONS[n]}" if n in MODEL_DESCRIPTIONS else n,
     )
     target = choice
     if choice == OTHER:
@@ -227,8 +227,6 @@ def main() -> None:
     if trace.truncated:
         st.info(f"The text has {trace.n_tokens_in_text:,} tokens; the first {trace.n_tokens:,} were used "
                 f"(limit: {min(SETTINGS.max_tokens, model.config.max_tokens):,}).")
-    if trace.patterns_reduced:
-        st.caption("Long text: attention patterns are kept as float16 to bound memory (about 3 significant digits).")
     st.caption(markdown_literal(
         f"{model.config.name}: {model.config.n_layers} layers × {model.config.n_heads} heads, "
         f"{trace.n_tokens} tokens, mask: {'causal' if trace.causal else 'none'}, "

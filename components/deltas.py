@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import engine
-from engine import analysis
+from engine.analysis import deltas as analysis
+from engine.analysis import lens
 
+from . import content
 from .labels import axis_ticks, markdown_literal, position_labels, token_labels, token_text
 from .plot import chart
 
@@ -30,8 +32,7 @@ def token_select(label: str, tokens: Sequence[str], key: str, default: int | Non
 
 def last_word_token(model: engine.Model, trace: engine.Trace) -> int:
     """The last position that is not a special token ([SEP] in BERT), the natural default to inspect."""
-    special = set(getattr(model.tokenizer, "all_special_ids", []) or [])
-    plain = [i for i, t in enumerate(trace.token_ids) if t not in special]
+    plain = [i for i, t in enumerate(trace.token_ids) if t not in model.special_ids]
     return plain[-1] if plain else trace.n_tokens - 1
 
 
@@ -119,11 +120,12 @@ def value_mix_figure(vf: analysis.ValueFactoring, tokens: Sequence[str]) -> go.F
     ))
 
 
-def lens_tables(readings: Sequence[analysis.LensReading]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def lens_tables(readings: dict[str, lens.LensReading], labels: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pushed up, pushed down): one column per reading, rows ranked; tokens shown literally."""
     def table(side: str) -> pd.DataFrame:
-        cols = {r.label: [f"{token_text(t)}  ({v:+.2f})" for t, v in getattr(r, side)] for r in readings}
-        return pd.DataFrame(cols, index=pd.RangeIndex(1, len(readings[0].up) + 1, name="rank"))
+        cols = {labels[key]: [f"{token_text(t)}  ({v:+.2f})" for t, v in getattr(r, side)]
+                for key, r in readings.items()}
+        return pd.DataFrame(cols, index=pd.RangeIndex(1, len(next(iter(readings.values())).up) + 1, name="rank"))
 
     return table("up"), table("down")
 
@@ -137,7 +139,7 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
     st.subheader(f"Δe: what attention adds to each embedding · layer {layer}")
     st.caption("Each head proposes a change Δe to every token's embedding; the block adds the sum of all heads "
                "(plus the output bias b_O) to the residual stream.")
-    if note := analysis.post_norm_note(trace):
+    if note := content.post_norm_note(trace.config):
         st.info(note)
     token = token_select("Token whose Δe to break down", tokens, key=f"{key}_token",
                          default=last_word_token(model, trace))
@@ -157,8 +159,10 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
 
     st.subheader(f"Logit lens on head {layer}.{head}'s Δe")
     k = st.slider("tokens per list", 3, 15, 8, key=f"{key}_lens_k")
-    st.caption(analysis.lens_note(model) + " Δe is read on its own, and added to the residual stream before it.")
-    up, down = lens_tables(analysis.delta_lens(model, trace, layer, head, token, k))
+    st.caption(content.lens_note(model.config) + " Δe is read on its own, and added to the residual stream before it.")
+    labels = dict(zip(lens.DELTA_LENS_ROWS, ["residual before", f"Δe of head {head}", f"before + Δe of head {head}",
+                                              "before + all heads"], strict=True))
+    up, down = lens_tables(lens.delta_lens(model, trace, layer, head, token, k), labels)
     st.markdown("**Pushes up most**")
     st.dataframe(up, key=f"{key}_lens_up")
     st.markdown("**Pushes down most**")

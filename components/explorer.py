@@ -13,8 +13,8 @@ import numpy as np
 import streamlit as st
 
 import engine
-from engine.head_stats import head_summary
-from engine.predict import top_predictions
+from engine.analysis.head_stats import head_overview
+from engine.analysis.predict import top_predictions
 
 from . import deltas, head_grid, param_counts, predictions, projections, qk_detail, senses
 from .labels import markdown_literal, token_text
@@ -44,22 +44,21 @@ def numpy(t) -> np.ndarray:
 # ---- cached derived data, keyed by the trace's unique id -----------------------------------------------
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _thumbnails(trace_id: int, _trace: engine.Trace) -> np.ndarray:
-    """Every head's pattern max-pooled to a thumbnail, one layer at a time: [n_layers, n_heads, t, t]."""
-    return np.stack([head_grid.thumbnails(numpy(_trace["pattern", layer])[None])[0]
-                     for layer in range(_trace.config.n_layers)])
+def _overview(trace_id: int, _trace: engine.Trace):
+    """Every head's thumbnail and summary statistics, in one block-by-block pass over the patterns."""
+    return head_overview(_trace)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _grid_figure(trace_id: int, _trace: engine.Trace, selected: tuple[int, int]):
     disabled = ~_trace.head_mask.numpy()
-    return head_grid.head_grid_figure(_thumbnails(trace_id, _trace), selected=selected, disabled=disabled)
+    return head_grid.head_grid_figure(_overview(trace_id, _trace).thumbnails, selected=selected, disabled=disabled)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _head_stat_views(trace_id: int, _trace: engine.Trace):
     """Per-head summary: one small figure per statistic, and the table."""
-    stats = {name: numpy(values) for name, values in head_summary(_trace).items()}
+    stats = _overview(trace_id, _trace).stats()
     figures = {name: head_grid.head_stat_figure(stats[name], title, name) for name, title in STAT_TITLES.items()}
     return figures, head_grid.head_summary_table(stats)
 
@@ -138,7 +137,7 @@ def render_zoom(v: View, pattern: np.ndarray, scores: np.ndarray, masked: np.nda
 def render_predictions(v: View, key: str, choose_position: bool = False) -> None:
     cfg, trace = v.model.config, v.trace
     st.subheader("Next-token prediction")
-    if trace.logits is None:
+    if not cfg.has_lm_head:
         st.info(f"{markdown_literal(cfg.name)} is an encoder without a language-model head, so it predicts no next "
                 "token. Its attention, Δe and word senses are all here; pick SmolLM2 to see predictions change.")
         return

@@ -10,8 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import engine
-from engine import analysis
+from engine.analysis import params as analysis
 
+from . import content
 from .labels import markdown_literal, plotly_escape
 from .plot import chart
 
@@ -50,11 +51,12 @@ def model_table(model: engine.Model) -> pd.DataFrame:
 
 def _embedding_note(model: engine.Model) -> str:
     cfg = model.config
-    parts = [f"tokens {cfg.d_vocab:,} × {cfg.d_model}"]
-    if "pos_embed.W_pos" in model.params:
-        parts.append(f"positions {model.params['pos_embed.W_pos'].shape[0]:,} × {cfg.d_model}")
-    if "token_type_embed.W_type" in model.params:
-        parts.append(f"segments {cfg.n_token_types} × {cfg.d_model}")
+    rows = analysis.embedding_rows(model)
+    parts = [f"tokens {rows.tokens:,} × {cfg.d_model}"]
+    if rows.positions is not None:
+        parts.append(f"positions {rows.positions:,} × {cfg.d_model}")
+    if rows.token_types is not None:
+        parts.append(f"segments {rows.token_types} × {cfg.d_model}")
     return " + ".join(parts)
 
 
@@ -64,7 +66,7 @@ def _unembed_note(model: engine.Model, count: int) -> str:
     return "tied to the token embedding W_E, counted once there" if count == 0 else "W_U, its own weights"
 
 
-def config_table(c: analysis.ConfigCounts) -> pd.DataFrame:
+def config_table(c: analysis.ConfigCounts, total_quoted: int = 0) -> pd.DataFrame:
     """The notes' counts for a GPT-style configuration."""
     rows = [
         ("one query or key matrix", c.per_matrix, f"d_model × d_head = {c.d_model:,} × {c.d_head}"),
@@ -75,8 +77,8 @@ def config_table(c: analysis.ConfigCounts) -> pd.DataFrame:
         ("embeddings", c.embeddings, f"({c.d_vocab:,} tokens + {c.n_ctx:,} positions) × d_model"),
         ("total, from the configuration", c.total_estimate, "without biases and norms"),
     ]
-    if c.total_quoted:
-        rows.append(("total, as published", c.total_quoted, "about 175 billion"))
+    if total_quoted:
+        rows.append(("total, as published", total_quoted, "about 175 billion"))
     return pd.DataFrame(rows, columns=["what", "parameters", "how"])
 
 
@@ -123,18 +125,17 @@ def _render_model(model: engine.Model, key: str) -> None:
 def _render_config(key: str) -> None:
     st.subheader("GPT-3 from its configuration, as the notes count it")
     st.caption("Change the configuration to count another model the same way; GPT-3's values are the defaults.")
-    g = analysis.GPT3
+    g = content.GPT3
     cols = [*st.columns(2), *st.columns(2)]
     fields = ("d_model", "d_head", "n_heads", "n_layers")
     values = {f: int(col.number_input(f, min_value=1, value=getattr(g, f), step=1, key=f"{key}_{f}"))
               for col, f in zip(cols, fields, strict=True)}
     c = replace(g, **values)
-    if c != g:
-        c = replace(c, name="your configuration", total_quoted=0)
-    st.dataframe(_styled(config_table(c)), hide_index=True, key=f"{key}_config")
-    share = c.all_attention / (c.total_quoted or c.total_estimate)
+    name, quoted = (content.GPT3_NAME, content.GPT3_TOTAL_QUOTED) if c == g else ("your configuration", 0)
+    st.dataframe(_styled(config_table(c, quoted)), hide_index=True, key=f"{key}_config")
+    share = c.all_attention / (quoted or c.total_estimate)
     st.markdown(f"Attention heads hold **{c.all_attention:,}** parameters, {share:.0%} of the "
-                + ("published total of about 175 billion: the rest is mostly the MLPs." if c.total_quoted
+                + ("published total of about 175 billion: the rest is mostly the MLPs." if quoted
                    else "total estimated from the configuration."))
     chart(share_figure({"attention": c.all_attention, "MLPs": c.mlps, "embeddings": c.embeddings},
-                       f"{c.name}: where the parameters are"), key=f"{key}_config_fig")
+                       f"{name}: where the parameters are"), key=f"{key}_config_fig")

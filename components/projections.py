@@ -10,8 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import engine
-from engine import analysis
+from engine.analysis import projections as analysis
 
+from . import content
 from .deltas import last_word_token, token_select
 from .labels import markdown_literal, token_labels, token_text
 from .plot import chart
@@ -101,7 +102,7 @@ def delta_figure(p: analysis.DeltaProjection, tokens: Sequence[str], dims: int =
 def path_figure(p: analysis.PathProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
     """One polyline per chosen token through embedding, block 0, ..., last block."""
     labels = token_labels(tokens)
-    names = analysis.layer_names(p.coords.shape[1] - 1)
+    names = content.layer_names(p.coords.shape[1] - 1)
     traces = []
     for t, coords in zip(p.tokens, p.coords, strict=True):
         hover = [f"{t}: {labels[t]}<br>{name}" for name in names]
@@ -146,7 +147,7 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
         skip = st.checkbox("Fit the basis without the first token (in many models its vector is huge and would "
                            "fill the picture)", value=len(tokens) > 2, key=f"{key}_skip")
         p = analysis.delta_projection(trace, layer, one, k=3, skip=[0] if skip and len(tokens) > 2 else [])
-        if note := analysis.post_norm_note(trace):
+        if note := content.post_norm_note(trace.config):
             st.info(note)
         chart(delta_figure(p, tokens, dims), key=f"{key}_delta_fig")
         points = f"{2 * len(tokens)} vectors (e and e + Δe) of dimension {model.config.d_model}"

@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import engine
-from engine import analysis
+from engine.analysis import lens
+from engine.analysis import senses as analysis
 
+from . import content
 from .labels import markdown_literal, plotly_escape, token_text
 from .plot import chart
 
@@ -22,7 +24,7 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 
 def preset_text(name: str) -> str:
     """The editable text of a preset: one 'sense | sentence' per line."""
-    return "\n".join(f"{label} | {text}" for label, text in analysis.PRESETS[name]["sentences"])
+    return "\n".join(f"{label} | {text}" for label, text in content.SENSE_PRESETS[name]["sentences"])
 
 
 def parse_sentences(text: str) -> list[tuple[str, str]]:
@@ -65,20 +67,20 @@ def similarity_figure(sim: np.ndarray, names: Sequence[str], title: str, zmin: f
 
 def similarity_lines_figure(similarity: np.ndarray, names: Sequence[str], labels: Sequence[str]) -> go.Figure:
     """Similarity of every pair across layers (faint), with the same-sense and different-sense means."""
-    steps = analysis.layer_names(similarity.shape[0] - 1)
+    steps = content.layer_names(similarity.shape[0] - 1)
     traces = []
     same, different = analysis.sense_pairs(labels)
-    kind = {pair: "same sense" for pair in same} | {pair: "different sense" for pair in different}
-    colors = {"same sense": "#2ca02c", "different sense": "#d62728", "pair": "grey"}
+    kind = {pair: "same" for pair in same} | {pair: "different" for pair in different}
+    colors = {"same": "#2ca02c", "different": "#d62728", "pair": "grey"}
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             group = kind.get((i, j), "pair")
             traces.append(go.Scatter(x=steps, y=similarity[:, i, j], mode="lines", opacity=0.35, showlegend=False,
                                      line=dict(color=colors[group], width=1),
-                                     hovertext=plotly_escape(f"{names[i]} · {names[j]} ({group})"),
+                                     hovertext=plotly_escape(f"{names[i]} · {names[j]} ({group} sense)"),
                                      hovertemplate="%{hovertext}<br>%{x}: %{y:.3f}<extra></extra>"))
     for name, curve in analysis.sense_curves(similarity, labels).items():
-        traces.append(go.Scatter(x=steps, y=curve, mode="lines+markers", name=f"mean, {name} pairs",
+        traces.append(go.Scatter(x=steps, y=curve, mode="lines+markers", name=f"mean, {name}-sense pairs",
                                  line=dict(color=colors[name], width=3)))
     return go.Figure(data=traces, layout=dict(
         title=dict(text="Cosine similarity across layers"), yaxis=dict(title=dict(text="cosine")), height=420,
@@ -86,10 +88,10 @@ def similarity_lines_figure(similarity: np.ndarray, names: Sequence[str], labels
     ))
 
 
-def trajectory_figure(coords: np.ndarray, basis: analysis.PCA, names: Sequence[str], labels: Sequence[str]
+def trajectory_figure(coords: np.ndarray, basis, names: Sequence[str], labels: Sequence[str]
                       ) -> go.Figure:
     """One 2D path per sentence through the layers (coords [S, n_layers + 1, 2])."""
-    steps = analysis.layer_names(coords.shape[1] - 1)
+    steps = content.layer_names(coords.shape[1] - 1)
     traces = []
     for name, path, color in zip(names, coords, _sense_colors(labels), strict=True):
         text = ["emb"] + [""] * (len(steps) - 2) + ["last"]
@@ -124,19 +126,19 @@ def _analyse(cache_key: tuple, _model: engine.Model, _traces: tuple, spans: tupl
     coords, basis = analysis.sense_trajectories(vectors)
     return {"vectors": vectors, "similarity": analysis.similarity_by_layer(vectors), "coords": coords,
             "basis": basis, "divergence": analysis.divergent_heads(_traces, [s[-1] for s in spans], labels),
-            "lens": analysis.sense_lens(_model, vectors, k=3)}
+            "lens": lens.sense_lens(_model, vectors, k=3)}
 
 
 # ---- tab -----------------------------------------------------------------------------------------------
 
 def _inputs(model: engine.Model, key: str) -> tuple[list[tuple[str, str]], str, str, bool]:
-    preset = st.selectbox("Preset", list(analysis.PRESETS), key=f"{key}_preset")
+    preset = st.selectbox("Preset", list(content.SENSE_PRESETS), key=f"{key}_preset")
     left, right = st.columns([3, 1])
     with left:
         text = st.text_area("Sentences, one per line: “sense | sentence” (the sense label is optional)",
                             value=preset_text(preset), height=150, key=f"{key}_text_{preset}")
     with right:
-        word = st.text_input("Target word", value=analysis.PRESETS[preset]["word"], key=f"{key}_word_{preset}")
+        word = st.text_input("Target word", value=content.SENSE_PRESETS[preset]["word"], key=f"{key}_word_{preset}")
         pool = POOLS[st.radio("A word split into several tokens", list(POOLS), key=f"{key}_pool")]
     mask_off = False
     name = markdown_literal(model.config.name)
@@ -196,7 +198,7 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
     cache_key = (model.config.name, model.source, tuple(t.uid for t in traces), spans, labels, pool)
     data = _analyse(cache_key, model, traces, spans, labels, pool)
 
-    steps = analysis.layer_names(model.config.n_layers)
+    steps = content.layer_names(model.config.n_layers)
     last = len(steps) - 1
     state = f"{key}_layer"
     has = _keep_valid(state, range(last + 1).__contains__, last)
@@ -225,12 +227,12 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
     rows = []
     for name, t, span in zip(names, traces, spans, strict=True):
         seen = analysis.attended(t, la, h, span[-1], 3)
-        rows.append({"sentence": name, "‖Δe‖ at the target": float(analysis.head_delta_norms(t, la)[h, span[-1]]),
+        rows.append({"sentence": name, "‖Δe‖ at the target": float(analysis.head_out_at(t, la, span[-1])[h].norm()),
                      "attends to": "; ".join(f"{token_text(tok)} ({w:.2f})" for _, tok, w in seen)})
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{key}_attended")
 
     st.subheader("Logit lens of the target, layer by layer")
-    note = analysis.lens_note(model)
+    note = content.lens_note(model.config)
     if model.config.causal:
         note += " In a causal language model the last layers read out its guess for the next word."
     st.caption(note)

@@ -7,10 +7,11 @@
 """
 
 from .config import ModelConfig
-from .errors import EngineError, InputError, ModelLoadError, UnsupportedModelError
+from .errors import BudgetExceeded, EngineError, InputError, ModelLoadError, RunCancelled, UnsupportedModelError
+from .generate import Generation, Step
 from .loading import EMBEDDED
 from .model import Model, load, pick_device
 from .trace import NAMES, Trace
 
-__all__ = ["EMBEDDED", "NAMES", "EngineError", "InputError", "Model", "ModelConfig", "ModelLoadError",
-           "Trace", "UnsupportedModelError", "load", "pick_device"]
+__all__ = ["EMBEDDED", "NAMES", "BudgetExceeded", "EngineError", "Generation", "InputError", "Model", "ModelConfig",
+           "ModelLoadError", "RunCancelled", "Step", "Trace", "UnsupportedModelError", "load", "pick_device"]

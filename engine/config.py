@@ -31,7 +31,7 @@ class ModelConfig:
     n_token_types: int = 0  # BERT's segment embeddings; 0 = none
     has_lm_head: bool = True  # False for an encoder checkpoint without a masked-LM head
     lm_head_transform: bool = False  # BERT's MLM head: dense + act + LayerNorm before the unembedding
-    description: str = ""
+    eos_token_ids: tuple[int, ...] = ()  # generation stops after one of these
 
     @property
     def kv_group(self) -> int:

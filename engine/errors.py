@@ -15,3 +15,11 @@ class UnsupportedModelError(EngineError):
 
 class InputError(EngineError):
     """The text or the run's settings cannot be used."""
+
+
+class RunCancelled(EngineError):
+    """A run was stopped before it finished (its visitor asked for something else)."""
+
+
+class BudgetExceeded(EngineError):
+    """A run needs more memory than the server's whole budget."""

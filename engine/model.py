@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from . import loading
+from . import loading, transformer
 from .config import ModelConfig
 from .convert import config_of, convert
 from .errors import InputError, ModelLoadError
+from .interventions import PatchArg, check_patch, reusable_layers
 from .tokens import readable_tokens
 from .trace import Trace
-from .transformer import forward, unembed
-
-# Above this many bytes of float32 patterns (all layers), a trace keeps its patterns as float16.
-PATTERN_FP16_BYTES = 2 << 30
+from .transformer import Attention, Forward, forward
+from .weights import Weights, WeightsView
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -33,20 +33,31 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 class Model:
-    """A loaded model in the uniform layout. `run()` is safe to call from many threads at once."""
+    """A loaded model: typed weights in the uniform layout and a tokenizer. Never mutated by a run, so one
+    instance serves every session and thread at once."""
 
-    def __init__(self, config: ModelConfig, params: dict[str, torch.Tensor], tokenizer,
-                 device: torch.device, source: str = ""):
+    def __init__(self, config: ModelConfig, weights: Weights, tokenizer, device: torch.device, source: str = ""):
         self.config = config
-        self.params = params
+        self._weights = weights  # the engine's own: read through `weights` (copies)
         self.tokenizer = tokenizer
         self.device = device
         self.source = source
         self._tokenizer_lock = threading.Lock()  # Hugging Face's fast tokenizer is one shared Rust object
+        self._frozen = True
+
+    @property
+    def weights(self) -> WeightsView:
+        """The weights in the uniform layout, read-only: each tensor read is a copy."""
+        return WeightsView(self._weights)
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_frozen" in self.__dict__:
+            raise AttributeError(f"a loaded model is shared and read-only: cannot set {name!r}")
+        super().__setattr__(name, value)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.params["embed.W_E"].dtype
+        return self._weights.W_E.dtype
 
     def tokenize(self, text: str, max_tokens: int | None = None) -> tuple[list[int], bool, int]:
         """(token ids, whether the text was cut, token count of the whole text).
@@ -77,58 +88,102 @@ class Model:
         cut = ids[: limit - n_trailing] + (ids[len(ids) - n_trailing:] if n_trailing else [])
         return cut, True, len(ids)
 
-    def readable(self, token_ids: list[int]) -> list[str]:
-        return readable_tokens(self.tokenizer, token_ids)
+    def readable(self, token_ids: Sequence[int]) -> list[str]:
+        return readable_tokens(self.tokenizer, list(token_ids))
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the tokenizer's special tokens ([CLS], [SEP], <|endoftext|>, ...)."""
+        return frozenset(getattr(self.tokenizer, "all_special_ids", []) or [])
 
     def default_head_mask(self) -> torch.Tensor:
         return torch.ones(self.config.n_layers, self.config.n_heads, dtype=torch.bool)
 
-    @torch.inference_mode()
-    def run(self, text: str, causal: bool | None = None, head_mask: torch.Tensor | None = None,
-            max_tokens: int | None = None) -> Trace:
-        """Tokenize and run `text`. causal: None = the model's own mask; head_mask: False = head off."""
-        ids, truncated, n_total = self.tokenize(text, max_tokens)
-        return self.run_ids(ids, causal=causal, head_mask=head_mask, truncated=truncated, n_tokens_in_text=n_total)
+    def head_mask_without(self, heads_off: Iterable[tuple[int, int]]) -> torch.Tensor:
+        """bool [n_layers, n_heads] with the given (layer, head) pairs switched off."""
+        mask = self.default_head_mask()
+        for layer, head in heads_off:
+            mask[layer, head] = False
+        return mask
 
     @torch.inference_mode()
-    def run_ids(self, token_ids: list[int], causal: bool | None = None, head_mask: torch.Tensor | None = None,
-                truncated: bool = False, n_tokens_in_text: int | None = None) -> Trace:
+    def run(self, text: str, causal: bool | None = None, head_mask: torch.Tensor | None = None,
+            max_tokens: int | None = None, *, patch: PatchArg | None = None, reuse: Trace | None = None,
+            attention: Attention = "fused", cancel: Callable[[], bool] | None = None) -> Trace:
+        """Tokenize and run `text`.
+
+        causal: None = the model's own mask; head_mask: bool [n_layers, n_heads], False = head off;
+        patch: {(layer, head): {position: z [d_head]}} replaces that head's z at those query positions;
+        reuse: a trace of the same tokens whose layers before the first one that differs are taken as they are;
+        attention: "fused" (scaled_dot_product_attention) or "explicit" (the reference);
+        cancel: asked before each layer, True stops the run with RunCancelled."""
+        ids, truncated, n_total = self.tokenize(text, max_tokens)
+        return self.run_ids(ids, causal=causal, head_mask=head_mask, truncated=truncated, n_tokens_in_text=n_total,
+                            patch=patch, reuse=reuse, attention=attention, cancel=cancel)
+
+    @torch.inference_mode()
+    def run_ids(self, token_ids: Sequence[int], causal: bool | None = None, head_mask: torch.Tensor | None = None,
+                truncated: bool = False, n_tokens_in_text: int | None = None, *, patch: PatchArg | None = None,
+                reuse: Trace | None = None, attention: Attention = "fused",
+                cancel: Callable[[], bool] | None = None) -> Trace:
         cfg = self.config
+        token_ids = [int(i) for i in token_ids]
         if not token_ids:
             raise InputError("no tokens to run.")
         if len(token_ids) > cfg.max_tokens:
             raise InputError(f"{len(token_ids)} tokens exceed {cfg.name}'s context of {cfg.max_tokens}.")
+        if attention not in ("fused", "explicit"):
+            raise InputError(f"attention must be 'fused' or 'explicit', not {attention!r}.")
+        head_mask = self.check_head_mask(head_mask)
+        causal = cfg.causal if causal is None else bool(causal)
+        patch = check_patch(patch, cfg, len(token_ids), self.device, self.dtype)
+        first = reusable_layers(reuse, self._weights, token_ids, causal, head_mask, patch, attention)
+        kept = list(reuse.layers[:first]) if first else []
+        if first == cfg.n_layers:  # the same run: share everything
+            out = Forward(records=[], resid_last=reuse.resid_last, resid_final=reuse.resid_final_)
+        else:
+            start = (first, reuse.layers[first]["resid_pre"]) if first else None
+            ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
+            out = forward(self._weights, cfg, ids, causal, head_mask, patch=patch, attention_impl=attention,
+                          start=start, cancel=cancel)
+        return Trace.build(config=cfg, weights=self._weights, tokens=self.readable(token_ids), token_ids=token_ids,
+                           causal=causal, head_mask=head_mask, records=kept + out.records, resid_last=out.resid_last,
+                           resid_final=out.resid_final, patch=patch, attention=attention, truncated=truncated,
+                           n_tokens_in_text=n_tokens_in_text or len(token_ids))
+
+    def check_head_mask(self, head_mask) -> torch.Tensor:
+        cfg = self.config
         if head_mask is None:
-            head_mask = self.default_head_mask()
+            return self.default_head_mask()
         head_mask = torch.as_tensor(head_mask, dtype=torch.bool).cpu()
         if tuple(head_mask.shape) != (cfg.n_layers, cfg.n_heads):
             expected = (cfg.n_layers, cfg.n_heads)
             raise InputError(f"head_mask must have shape {expected}, got {tuple(head_mask.shape)}.")
-        causal = cfg.causal if causal is None else bool(causal)
-        n = len(token_ids)
-        pattern_bytes = cfg.n_layers * cfg.n_heads * n * n * 4
-        pattern_dtype = torch.float16 if pattern_bytes > PATTERN_FP16_BYTES else torch.float32
-        ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
-        out = forward(self.params, cfg, ids, causal, head_mask, pattern_dtype)
-        W_O = [self.params[f"blocks.{layer}.attn.W_O"] for layer in range(cfg.n_layers)]
-        b_O = [self.params.get(f"blocks.{layer}.attn.b_O") for layer in range(cfg.n_layers)]
-        return Trace(config=cfg, tokens=self.readable(token_ids), token_ids=list(token_ids), logits=out["logits"],
-                     resid_final=out["resid_final"], causal=causal, head_mask=head_mask, truncated=truncated,
-                     n_tokens_in_text=n_tokens_in_text or n, store=out["store"], W_O=W_O, b_O=b_O)
+        return head_mask
+
+    def generate(self, text: str, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int | None = None,
+                 seed: int | None = None, head_mask: torch.Tensor | None = None, max_tokens: int | None = None,
+                 on_token: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None):
+        """Write up to max_new_tokens after `text` (see engine.generate.generate)."""
+        from .generate import generate
+
+        return generate(self, text, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                        head_mask=head_mask, max_tokens=max_tokens, on_token=on_token, cancel=cancel)
 
     @torch.inference_mode()
     def unembed(self, resid: torch.Tensor, final_norm: bool = True) -> torch.Tensor:
         """Logits for residual-stream vectors [..., d_model]. An encoder without an LM head decodes through
-        its tied input embedding (W_E), which `has_lm_head` tells the caller."""
-        resid = resid.to(self.device, self.dtype)
-        if self.config.has_lm_head:
-            return unembed(resid, self.params, self.config, final_norm=final_norm)
-        return resid @ self.params["embed.W_E"].T
+        its tied input embedding (W_E), which `config.has_lm_head` tells the caller."""
+        resid = torch.as_tensor(resid).to(self.device, self.dtype)
+        if self._weights.unembed is None:
+            return resid @ self._weights.W_E.T
+        x = transformer.final_norm(resid, self._weights, self.config) if final_norm else resid
+        return transformer.unembed(x, self._weights, self.config)
 
     def n_params(self) -> int:
         """Parameters counted from the actual weights, each shared (tied) tensor once."""
         seen: dict[tuple[int, int], int] = {}
-        for t in self.params.values():
+        for _, t in self._weights.named():
             seen[(t.untyped_storage().data_ptr(), t.storage_offset())] = t.numel()
         return sum(seen.values())
 
@@ -156,13 +211,12 @@ def load(name: str = "smollm2-135m", device: str | torch.device | None = None, d
     progress(0.7, "reading weights")
     state = loading.read_weights(folder)
     config, params = convert(hf_config, state, name)
-    if name in loading.EMBEDDED:
-        config = _with_description(config, loading.EMBEDDED[name]["description"])
-    params = _to_device(params, dev, torch_dtype)
+    weights = Weights.from_uniform(params, config.n_layers).map(lambda t: t.to(device=dev, dtype=torch_dtype))
+    del state, params
     progress(0.9, "loading the tokenizer")
     tokenizer = loading.load_tokenizer(folder, name)
     progress(1.0, "ready")
-    return Model(config, params, tokenizer, dev, source=str(folder))
+    return Model(config, weights, tokenizer, dev, source=str(folder))
 
 
 def _leading_ones(flags: list[int]) -> int:
@@ -181,17 +235,3 @@ def estimated_params(cfg: ModelConfig) -> int:
     return cfg.n_layers * (attn + mlp) + cfg.d_vocab * cfg.d_model
 
 
-def _with_description(cfg: ModelConfig, description: str) -> ModelConfig:
-    from dataclasses import replace
-
-    return replace(cfg, description=description)
-
-
-def _to_device(params: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> dict:
-    """Move weights to one device and dtype; a tied unembedding stays a view of W_E (one copy)."""
-    tied = params["unembed.W_U"].untyped_storage().data_ptr() == params["embed.W_E"].untyped_storage().data_ptr() \
-        if "unembed.W_U" in params else False
-    out = {key: t.to(device=device, dtype=dtype) for key, t in params.items()}  # transposed views stay views
-    if tied:
-        out["unembed.W_U"] = out["embed.W_E"].T  # [d_model, d_vocab]
-    return out

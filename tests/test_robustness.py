@@ -31,8 +31,8 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
 import engine
-import settings
-from components import explorer, presets
+from components import explorer, presets, settings
+from components.content import MODEL_DESCRIPTIONS
 from engine import loading
 
 pytestmark = pytest.mark.slow
@@ -458,7 +458,7 @@ def test_remote_code_never_runs(tiny_gpt2, tmp_path, monkeypatch):
 
     fields = [f.name for f in dataclasses.fields(settings.Settings)]
     assert not [f for f in fields if "trust" in f or "remote" in f]
-    sources = [ROOT / "app.py", ROOT / "settings.py", *ROOT.glob("engine/**/*.py"), *ROOT.glob("components/*.py")]
+    sources = [ROOT / "app.py", *ROOT.glob("engine/**/*.py"), *ROOT.glob("components/*.py")]
     for source in sources:
         assert not re.search(r"trust_remote_code\s*=\s*(?!False)", source.read_text()), source
 
@@ -517,7 +517,7 @@ def test_custom_models_off_hides_the_field_and_ignores_links(monkeypatch):
     at = start(model="/etc", text=SENTENCE)
     check_page(at)
     assert at.selectbox(key="model_choice").options == [
-        f"{name} — {spec['description']}" for name, spec in engine.EMBEDDED.items()]
+        f"{name} — {MODEL_DESCRIPTIONS[name]}" for name in engine.EMBEDDED]
     assert not [t for t in at.text_input if t.key == "custom_model"]
     assert at.session_state.model == "smollm2-135m"
     (warning,) = values(at.sidebar.warning)

@@ -8,6 +8,8 @@ biases `b_Q [n_heads, d_head]` ..., `b_O [d_model]`, `blocks.{l}.ln1.w`, `blocks
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..config import ModelConfig
@@ -33,7 +35,10 @@ def config_of(hf_config: dict, name: str, state: dict | None = None) -> ModelCon
     """ModelConfig from a checkpoint's config.json (before or after its weights are read)."""
     family = family_of(hf_config, name)
     try:
-        return family.config_from_hf(hf_config, name, state or {})
+        cfg = family.config_from_hf(hf_config, name, state or {})
+        eos = hf_config.get("eos_token_id")
+        eos = [eos] if isinstance(eos, int) else [int(e) for e in eos or []]
+        return replace(cfg, eos_token_ids=tuple(eos))
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as err:
         raise UnsupportedModelError(
             f"{name}: its config.json is incomplete or malformed for {hf_config.get('model_type')!r} "

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import Model
-from .trace import Trace
+from ..model import Model
+from ..trace import Trace
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,11 @@ class Prediction:
 def top_predictions(model: Model, trace: Trace, position: int = -1, k: int = 10,
                     base: Trace | None = None) -> list[Prediction]:
     """The k most likely next tokens after `position`; with `base`, each token's probability there too."""
-    if trace.logits is None:
+    logits = trace.logits_at(position)  # [d_vocab]
+    if logits is None:
         return []
-    probs = torch.softmax(trace.logits[position].float(), dim=-1)  # [d_vocab]
-    base_probs = torch.softmax(base.logits[position].float(), dim=-1) if base is not None else None
+    probs = torch.softmax(logits, dim=-1)
+    base_probs = torch.softmax(base.logits_at(position), dim=-1) if base is not None else None
     top = probs.topk(k)
     ids = top.indices.tolist()
     tokens = model.readable(ids)

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .model import Model
+from ..model import Model
 
 
 class ModelStore:

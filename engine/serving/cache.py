@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
-from .trace import Trace
+from ..trace import Trace
 
 
 class TraceCache:

@@ -1,0 +1,73 @@
+"""Words for the page that are not tied to one view: model descriptions, preset sentences, the notes' GPT-3
+figures, and short explanations that several views share. The engine returns numbers; sentences live here."""
+
+from __future__ import annotations
+
+from engine.analysis.params import ConfigCounts
+from engine.config import ModelConfig
+
+MODEL_DESCRIPTIONS = {
+    "smollm2-135m": "SmolLM2-135M-Instruct, causal decoder, offline",
+    "minilm-l6": "MiniLM-L6 (all-MiniLM-L6-v2), bidirectional encoder, offline",
+}
+
+# Preset sentences from the explanation, with the context written before the word a causal model must read.
+SENTENCES: dict[str, tuple[str, str]] = {  # id -> (label, sentence)
+    "creature": ("Fluffy blue creature", "a fluffy blue creature roamed the verdant forest"),
+    "eiffel": ("Eiffel tower", "Near the Eiffel tower in Paris, the tourist bought a small model of the tower"),
+    "mole_animal": ("mole: animal", "In the garden, the small furry animal dug a tunnel: it was a mole"),
+    "mole_chemistry": ("mole: chemistry",
+                       "In chemistry, the amount of a substance is measured in units called the mole"),
+    "mole_skin": ("mole: skin mark", "The dermatologist examined the dark spot on his skin: it was a mole"),
+    "paris": ("Capital of France", "The capital of France is"),
+}
+DEFAULT_SENTENCE = SENTENCES["creature"][1]
+
+# One word in several sentences, each labelled with its sense.
+SENSE_PRESETS: dict[str, dict] = {
+    "mole": {"word": "mole", "sentences": [
+        ("animal", "The gardener trapped the burrowing mole"),
+        ("animal", "Under the lawn lives a small furry burrowing animal, the mole"),
+        ("chemistry", "In chemistry, the amount of a substance is measured in units called the mole"),
+        ("chemistry", "The chemist weighed the compound and calculated the number of atoms in one mole"),
+        ("skin", "The dermatologist examined the dark spot on his skin, a mole"),
+    ]},
+    "bank": {"word": "bank", "sentences": [
+        ("river", "We had a picnic on the grass beside the river, on the bank"),
+        ("river", "The fisherman cast his line from the muddy river bank"),
+        ("money", "She deposited her paycheck and savings at the bank"),
+        ("money", "To get a mortgage loan, he went to the bank"),
+    ]},
+    "tower": {"word": "tower", "sentences": [
+        ("landmark", "In Paris, tourists climbed to the top of the Eiffel tower"),
+        ("landmark", "The famous iron landmark of Paris is the Eiffel tower"),
+        ("computer", "He installed a new graphics card inside his desktop computer tower"),
+        ("miniature", "On my desk sits a tiny plastic souvenir, a miniature Eiffel tower"),
+    ]},
+}
+
+# The notes' GPT-3 figures: its configuration, and the published total.
+GPT3_NAME = "GPT-3 175B"
+GPT3 = ConfigCounts(d_model=12_288, d_head=128, n_heads=96, n_layers=96, d_vocab=50_257, n_ctx=2_048)
+GPT3_TOTAL_QUOTED = 175_000_000_000
+
+
+def layer_names(n_layers: int) -> list[str]:
+    """Names of the n_layers + 1 points of the residual stream: 'embedding', 'after block 0', ..."""
+    return ["embedding"] + [f"after block {layer}" for layer in range(n_layers)]
+
+
+def post_norm_note(config: ModelConfig) -> str:
+    """Empty for pre-norm models; for post-norm (BERT) the caveat that Δe is added before a norm."""
+    if config.norm_placement != "post":
+        return ""
+    return ("This model is post-norm (BERT): each block adds Δe to the residual stream and then applies "
+            "LayerNorm, resid_mid = LN(resid_pre + attn_out); the deltas shown are added before that norm.")
+
+
+def lens_note(config: ModelConfig) -> str:
+    """How the logit lens decodes for this model."""
+    if config.has_lm_head:
+        return "Decoded through the model's final norm and its unembedding W_U (the logit lens)."
+    return (f"{config.name} has no language-model head: vectors are decoded through its tied input "
+            "embedding W_E (logits = vector · W_Eᵀ, no final norm), a nearest-token reading.")

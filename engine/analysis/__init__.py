@@ -1,0 +1,12 @@
+"""Pure analyses over traces, one job per module; each returns numbers (numpy arrays or small dataclasses).
+
+    deltas       Δe per head, how the heads add up to the attention output, the value down/up factoring
+    lens         the logit lens: which tokens a residual-stream vector pushes up and down
+    projections  PCA projections of queries and keys, of e -> e + Δe, of a token's path through the layers
+    senses       one word in several sentences: its vectors, their similarities, the heads that separate them
+    params       parameter counts from a model's weights, or from a configuration alone
+    head_stats   per-head summaries of the patterns (entropy, first / previous / self share)
+    predict      next-token predictions, and how an intervention changed them
+
+Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
+"""
