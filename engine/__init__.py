@@ -7,11 +7,20 @@
 """
 
 from .config import ModelConfig
-from .errors import BudgetExceeded, EngineError, InputError, ModelLoadError, RunCancelled, UnsupportedModelError
+from .errors import (
+    BudgetExceeded,
+    EngineError,
+    InputError,
+    ModelLoadError,
+    RateLimited,
+    RunCancelled,
+    UnsupportedModelError,
+)
 from .generate import Generation, Step
 from .loading import EMBEDDED
 from .model import Model, load, pick_device
 from .trace import NAMES, Trace
 
 __all__ = ["EMBEDDED", "NAMES", "BudgetExceeded", "EngineError", "Generation", "InputError", "Model", "ModelConfig",
-           "ModelLoadError", "RunCancelled", "Step", "Trace", "UnsupportedModelError", "load", "pick_device"]
+           "ModelLoadError", "RateLimited", "RunCancelled", "Step", "Trace", "UnsupportedModelError", "load",
+           "pick_device"]

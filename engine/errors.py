@@ -18,7 +18,16 @@ class InputError(EngineError):
 
 
 class RunCancelled(EngineError):
-    """A run was stopped before it finished (its visitor asked for something else)."""
+    """A run was stopped before it finished (its visitor asked for something else). `prefix`, when set, holds
+    the layers it had computed (an engine.trace.Prefix), which a later run of the same settings can reuse."""
+
+    def __init__(self, message: str, prefix=None):
+        super().__init__(message)
+        self.prefix = prefix
+
+
+class RateLimited(EngineError):
+    """A visitor started more new runs in a minute than the server allows."""
 
 
 class BudgetExceeded(EngineError):

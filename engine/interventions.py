@@ -15,7 +15,7 @@ import torch
 
 from .config import ModelConfig
 from .errors import InputError
-from .trace import Trace
+from .trace import Prefix, Trace
 from .transformer import Patch
 from .weights import Weights
 
@@ -79,17 +79,17 @@ def _same_heads(a: Mapping | None, b: Mapping | None) -> bool:
     return True
 
 
-def reusable_layers(base: Trace | None, weights: Weights, token_ids: Sequence[int], causal: bool,
+def reusable_layers(base: Trace | Prefix | None, weights: Weights, token_ids: Sequence[int], causal: bool,
                     head_mask: torch.Tensor, patch: Patch, attention: str) -> int:
-    """How many leading layers of `base` a run with these settings would compute identically: 0 without a
-    base of the same model, tokens, mask and attention path; else the first layer whose head switches or
-    patch differ (n_layers when nothing does)."""
+    """How many leading layers of `base` (a trace, or the prefix of a stopped run) a run with these settings
+    would compute identically: 0 without a base of the same model, tokens, mask and attention path; else the
+    first layer whose head switches or patch differ, at most the number of layers `base` has."""
     if (base is None or base._weights is not weights or base.causal != causal or base.attention != attention
             or list(base.token_ids) != list(token_ids)):
         return 0
     base_mask = base.head_mask_
-    for layer in range(base.config.n_layers):
+    for layer in range(len(base.layers)):
         if not torch.equal(base_mask[layer], head_mask[layer]) or not _same_heads(base.patch.get(layer),
                                                                                  patch.get(layer)):
             return layer
-    return base.config.n_layers
+    return len(base.layers)

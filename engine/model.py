@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from types import MappingProxyType
 
 import torch
 
 from . import loading, transformer
 from .config import ModelConfig
 from .convert import config_of, convert
-from .errors import InputError, ModelLoadError
+from .errors import InputError, ModelLoadError, RunCancelled
 from .interventions import PatchArg, check_patch, reusable_layers
 from .tokens import readable_tokens
-from .trace import Trace
+from .trace import Prefix, Trace, freeze_patch
 from .transformer import Attention, Forward, forward
 from .weights import Weights, WeightsView
 
@@ -108,7 +109,7 @@ class Model:
 
     @torch.inference_mode()
     def run(self, text: str, causal: bool | None = None, head_mask: torch.Tensor | None = None,
-            max_tokens: int | None = None, *, patch: PatchArg | None = None, reuse: Trace | None = None,
+            max_tokens: int | None = None, *, patch: PatchArg | None = None, reuse: Trace | Prefix | None = None,
             attention: Attention = "fused", cancel: Callable[[], bool] | None = None) -> Trace:
         """Tokenize and run `text`.
 
@@ -124,7 +125,7 @@ class Model:
     @torch.inference_mode()
     def run_ids(self, token_ids: Sequence[int], causal: bool | None = None, head_mask: torch.Tensor | None = None,
                 truncated: bool = False, n_tokens_in_text: int | None = None, *, patch: PatchArg | None = None,
-                reuse: Trace | None = None, attention: Attention = "fused",
+                reuse: Trace | Prefix | None = None, attention: Attention = "fused",
                 cancel: Callable[[], bool] | None = None) -> Trace:
         cfg = self.config
         token_ids = [int(i) for i in token_ids]
@@ -142,10 +143,18 @@ class Model:
         if first == cfg.n_layers:  # the same run: share everything
             out = Forward(records=[], resid_last=reuse.resid_last, resid_final=reuse.resid_final_)
         else:
-            start = (first, reuse.layers[first]["resid_pre"]) if first else None
+            start = (first, reuse.resid_pre_at(first)) if first else None
             ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
-            out = forward(self._weights, cfg, ids, causal, head_mask, patch=patch, attention_impl=attention,
-                          start=start, cancel=cancel)
+            try:
+                out = forward(self._weights, cfg, ids, causal, head_mask, patch=patch, attention_impl=attention,
+                              start=start, cancel=cancel)
+            except RunCancelled as stop:
+                records, layer, resid = stop.done
+                stop.prefix = Prefix(config=cfg, _weights=self._weights, token_ids=tuple(token_ids), causal=causal,
+                                     attention=attention, head_mask_=head_mask, patch=freeze_patch(patch),
+                                     layers=tuple(MappingProxyType(dict(r)) for r in kept + records),
+                                     resid_next=resid) if layer else None
+                raise
         return Trace.build(config=cfg, weights=self._weights, tokens=self.readable(token_ids), token_ids=token_ids,
                            causal=causal, head_mask=head_mask, records=kept + out.records, resid_last=out.resid_last,
                            resid_final=out.resid_final, patch=patch, attention=attention, truncated=truncated,

@@ -38,6 +38,29 @@ def freeze_patch(patch: Patch) -> Mapping[int, Mapping[int, Mapping[int, torch.T
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class Prefix:
+    """The first layers of a run that was stopped before its end: a later run of the same tokens and settings
+    resumes from it (`model.run(..., reuse=prefix)`) instead of computing them again."""
+
+    config: ModelConfig
+    _weights: Weights
+    token_ids: tuple[int, ...]
+    causal: bool
+    attention: str
+    head_mask_: torch.Tensor
+    patch: Mapping
+    layers: tuple[Mapping[str, torch.Tensor], ...]  # layers 0 .. k-1
+    resid_next: torch.Tensor  # resid_pre of layer k
+
+    def resid_pre_at(self, layer: int) -> torch.Tensor:
+        return self.resid_next if layer == len(self.layers) else self.layers[layer]["resid_pre"]
+
+    def nbytes(self) -> int:
+        tensors = [t for stored in self.layers for t in stored.values()] + [self.resid_next]
+        return sum(t.untyped_storage().nbytes() for t in {t.untyped_storage().data_ptr(): t for t in tensors}.values())
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Trace:
     """The record of one run. Index it as `trace["pattern", layer]` or `trace["pattern", layer, head]`;
     shapes are in DESIGN.md. Build one with `Trace.build`."""
@@ -162,6 +185,10 @@ class Trace:
         n = self.n_tokens
         size = max(1, min(n, max_bytes // (4 * n * n_heads)))
         return (slice(start, min(start + size, n)) for start in range(0, n, size))
+
+    def resid_pre_at(self, layer: int) -> torch.Tensor:
+        """The stored resid_pre of a layer (no copy): where a run that reuses this one resumes."""
+        return self.layers[layer]["resid_pre"]
 
     def residual_stream(self) -> torch.Tensor:
         """[n_layers + 1, n, d_model]: the embedding (resid_pre of block 0), then the output of each block."""

@@ -230,7 +230,9 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
     records = []
     for layer in range(first, cfg.n_layers):
         if cancel is not None and cancel():
-            raise RunCancelled(f"the run was cancelled before layer {layer}.")
+            stop = RunCancelled(f"the run was cancelled before layer {layer}.")
+            stop.done = (records, layer, x)  # what was computed: the model turns it into a reusable prefix
+            raise stop
         x, record = block(x, w.blocks[layer], cfg, layer, causal, heads_on[layer], rope, patch.get(layer, {}),
                           attention_impl, cache)
         records.append(record)

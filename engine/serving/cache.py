@@ -1,22 +1,89 @@
-"""A bounded, thread-safe LRU for traces: at most `max_entries` and `max_bytes`, oldest out first."""
+"""RunCache: the runs a server shares between its sessions, under one memory budget.
+
+- Finished traces are kept (least recently used out first) and count against the budget.
+- One run per key in flight: a second request for the same key waits for the first run and shares its trace.
+- Every new run reserves its estimated peak before it starts. A run that does not fit waits in a first-come
+  queue (finished traces are evicted first to make room); a run larger than the whole budget is refused.
+- Runs compute in their own threads; requesters wait with a callback (`on_wait`) that can show the queue and
+  can give up (raise) when its visitor asks for something else. A run nobody waits for any more stops at its
+  next layer, and the layers it computed are kept as a prefix that the same request later resumes from.
+- Per session: at most one run computing (a visitor who asks for something else stops waiting for the older
+  run, which then stops unless another visitor waits for it; the newer run starts once it has stopped) and a
+  cap on new runs per minute.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Literal
 
-from ..trace import Trace
+from ..errors import BudgetExceeded, RateLimited, RunCancelled
+from ..trace import Prefix, Trace
+
+Compute = Callable[[Callable[[], bool], "Prefix | None"], Trace]  # (cancel, prefix to resume from) -> trace
 
 
-class TraceCache:
-    """Shared by every session of a server; traces are read-only, so handing out the same object is safe."""
+@dataclass(frozen=True)
+class Waiting:
+    """What a requester is waiting for, passed to its on_wait callback about every poll interval."""
 
-    def __init__(self, max_entries: int = 16, max_bytes: int = 4 << 30):
+    state: Literal["queued", "running"]  # queued: waiting for memory; running: computing
+    position: int = 0  # queued: 1 = next to start
+    queued: int = 0  # how many runs wait for memory
+    shared: bool = False  # another visitor asked for the same run first
+    seconds: float = 0.0  # since this request began waiting
+
+
+@dataclass(eq=False)
+class _Flight:
+    key: Hashable
+    need: int  # bytes reserved while it runs
+    session: Hashable | None
+    waiters: int = 1
+    state: Literal["queued", "running", "done"] = "queued"
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Trace | None = None
+    error: BaseException | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        return self.waiters == 0
+
+
+@dataclass(frozen=True)
+class Status:
+    budget_bytes: int
+    cached_bytes: int
+    reserved_bytes: int
+    cached_runs: int
+    running: int
+    queued: int
+
+
+class RunCache:
+    """Shared by every session of a server. `get` is thread-safe; traces are read-only, so sharing is safe."""
+
+    def __init__(self, budget_bytes: int, max_entries: int = 64, runs_per_minute: int | None = None,
+                 max_prefixes: int = 8, poll_s: float = 0.25):
+        self.budget_bytes = budget_bytes
         self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        self.runs_per_minute = runs_per_minute
+        self.poll_s = poll_s
         self._entries: OrderedDict[Hashable, Trace] = OrderedDict()
-        self._lock = threading.Lock()
+        self._prefixes: OrderedDict[Hashable, Prefix] = OrderedDict()  # stopped runs, to resume
+        self._max_prefixes = max_prefixes
+        self._flights: dict[Hashable, _Flight] = {}
+        self._queue: deque[_Flight] = deque()
+        self._started: dict[Hashable, deque[float]] = {}  # session -> start times of its recent new runs
+        self._reserved = 0
+        self._cond = threading.Condition()
+        self.runs_started = 0  # engine runs begun (cache misses), for tests and status
+
+    # ---- reading -----------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -24,26 +91,170 @@ class TraceCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
+    def peek(self, key: Hashable) -> Trace | None:
+        """The cached trace for key, or None; does not compute."""
+        with self._cond:
+            return self._entries.get(key)
+
+    def status(self) -> Status:
+        with self._cond:
+            running = sum(f.state == "running" for f in self._flights.values())
+            return Status(self.budget_bytes, self._cached_bytes(), self._reserved, len(self._entries), running,
+                          len(self._queue))
+
     @property
     def nbytes(self) -> int:
-        with self._lock:
-            return sum(t.nbytes() for t in self._entries.values())
+        with self._cond:
+            return self._cached_bytes()
 
-    def get(self, key: Hashable, compute: Callable[[], Trace]) -> Trace:
-        """The cached trace for `key`, computing (outside the lock) and storing it on a miss."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        trace = compute()
-        with self._lock:
-            self._entries[key] = trace
-            self._entries.move_to_end(key)
-            self._evict()
-        return trace
+    # ---- the one entry point -----------------------------------------------------------------------------
 
-    def _evict(self) -> None:
-        total = sum(t.nbytes() for t in self._entries.values())
-        while len(self._entries) > 1 and (len(self._entries) > self.max_entries or total > self.max_bytes):
-            _, old = self._entries.popitem(last=False)
-            total -= old.nbytes()
+    def get(self, key: Hashable, compute: Compute, need_bytes: int, *, session: Hashable | None = None,
+            on_wait: Callable[[Waiting], None] | None = None) -> Trace:
+        """The trace for key: cached, shared with a run in flight, or computed in a new run that reserves
+        need_bytes first. on_wait(Waiting) is called while waiting; if it raises, this request gives up (the
+        run goes on for other requesters, or stops when nobody waits for it any more)."""
+        started = time.monotonic()
+        while True:
+            with self._cond:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    return self._entries[key]
+                flight, shared = self._flights.get(key), True
+                if flight is None:
+                    flight, shared = self._start(key, compute, need_bytes, session), False
+                else:
+                    flight.waiters += 1
+            try:
+                return self._wait(flight, shared, started, on_wait)
+            except RunCancelled:
+                continue  # a run we joined just as everyone else left it was stopped: ask again (it resumes)
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    def _start(self, key: Hashable, compute: Compute, need: int, session: Hashable | None) -> _Flight:
+        """Begin a new run (under the lock): checks, supersede the session's older run, start its thread."""
+        if need > self.budget_bytes:
+            raise BudgetExceeded(f"this run needs about {need / 2**20:,.0f} MB, more than this server's whole "
+                                 f"memory budget for runs ({self.budget_bytes / 2**20:,.0f} MB, "
+                                 "ATTN_EXPLORER_MEMORY_MB). Use a shorter text.")
+        if session is not None:
+            self._check_rate(session)
+        flight = _Flight(key=key, need=need, session=session)
+        self._flights[key] = flight
+        self.runs_started += 1
+        threading.Thread(target=self._run, args=(flight, compute), name=f"run-{self.runs_started}",
+                         daemon=True).start()
+        return flight
+
+    def _check_rate(self, session: Hashable) -> None:
+        if self.runs_per_minute is None:
+            return
+        now = time.monotonic()
+        recent = self._started.setdefault(session, deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= self.runs_per_minute:
+            wait = 60 - (now - recent[0])
+            raise RateLimited(f"you started {len(recent)} new runs in the last minute, this server's limit; "
+                              f"new runs are possible again in {wait:.0f} s (what is already computed still "
+                              "shows at once).")
+        recent.append(now)
+
+    def _wait(self, flight: _Flight, shared: bool, started: float,
+              on_wait: Callable[[Waiting], None] | None) -> Trace:
+        try:
+            while not flight.done.wait(self.poll_s):
+                if on_wait is not None:
+                    on_wait(self._waiting(flight, shared, started))
+        except BaseException:
+            with self._cond:
+                if flight.state != "done":
+                    flight.waiters -= 1
+                    self._cond.notify_all()
+            raise
+        if flight.error is not None:
+            raise flight.error
+        return flight.result
+
+    def _waiting(self, flight: _Flight, shared: bool, started: float) -> Waiting:
+        with self._cond:
+            if flight.state == "queued" and flight in self._queue:
+                position = self._queue.index(flight) + 1
+                return Waiting("queued", position, len(self._queue), shared, time.monotonic() - started)
+            return Waiting("running", shared=shared, seconds=time.monotonic() - started)
+
+    def _run(self, flight: _Flight, compute: Compute) -> None:
+        """The run's own thread: wait for memory, compute, keep the result, wake every requester."""
+        reserved = False
+        try:
+            self._reserve(flight)
+            reserved = True
+            with self._cond:
+                prefix = self._prefixes.pop(flight.key, None)
+            trace = compute(lambda: flight.abandoned, prefix)
+            with self._cond:
+                self._reserved -= flight.need
+                reserved = False
+                self._entries[flight.key] = trace
+                self._evict()
+                flight.result = trace
+        except RunCancelled as stop:
+            flight.error = stop
+            if stop.prefix is not None:
+                with self._cond:
+                    self._prefixes[flight.key] = stop.prefix
+                    while len(self._prefixes) > self._max_prefixes:
+                        self._prefixes.popitem(last=False)
+        except BaseException as err:  # noqa: BLE001 - handed to every requester, raised in their threads
+            flight.error = err
+        finally:
+            with self._cond:
+                if reserved:
+                    self._reserved -= flight.need
+                flight.state = "done"
+                self._flights.pop(flight.key, None)
+                self._cond.notify_all()
+            flight.done.set()
+
+    def _reserve(self, flight: _Flight) -> None:
+        """Wait in the first-come queue until the run's memory fits; finished traces are evicted first."""
+        with self._cond:
+            self._queue.append(flight)
+            try:
+                while True:
+                    if flight.abandoned:
+                        raise RunCancelled("nobody waits for this run any more: it was dropped from the queue.")
+                    if self._queue[0] is flight and not self._session_busy(flight):
+                        self._evict(room_for=flight.need)
+                        if self._reserved + self._cached_bytes() + flight.need <= self.budget_bytes:
+                            self._reserved += flight.need
+                            flight.state = "running"
+                            return
+                    self._cond.wait(self.poll_s)
+            finally:
+                self._queue.remove(flight)
+                self._cond.notify_all()
+
+    def _session_busy(self, flight: _Flight) -> bool:
+        """True while an older run that this flight's session started and left is still computing."""
+        return flight.session is not None and any(
+            other is not flight and other.session == flight.session and other.state == "running"
+            for other in self._flights.values())
+
+    def _cached_bytes(self) -> int:
+        """Bytes of the cached traces and prefixes, each tensor storage once (reused layers are shared)."""
+        seen: dict[int, int] = {}
+        for trace in self._entries.values():
+            seen.update(trace.storages())
+        return sum(seen.values()) + sum(p.nbytes() for p in self._prefixes.values())
+
+    def _evict(self, room_for: int = 0) -> None:
+        """Drop least recently used traces (then prefixes) while over the entry limit or the budget."""
+        def over() -> bool:
+            return self._reserved + self._cached_bytes() + room_for > self.budget_bytes
+
+        while self._entries and (len(self._entries) > self.max_entries or over()):
+            self._entries.popitem(last=False)
+        while self._prefixes and over():
+            self._prefixes.popitem(last=False)

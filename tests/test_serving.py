@@ -1,0 +1,212 @@
+"""The server's shared runs (engine.serving): one run per key in flight, a memory budget with a first-come
+queue, cached traces counted and evicted first, abandoned runs stopped and resumed, per-session fairness, and
+memory estimates that cover what a run really uses."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import torch
+
+import engine
+from engine.serving.cache import RunCache, Waiting
+from engine.serving.memory import run_bytes, trace_bytes
+
+MB = 1 << 20
+_ids = itertools.count(1)
+
+
+class FakeTrace:
+    """Stands for a trace of a given size (the cache only asks a trace for its storages)."""
+
+    def __init__(self, nbytes: int):
+        self.size, self.id = nbytes, next(_ids)
+
+    def storages(self):
+        yield self.id, self.size
+
+
+def slow(result, seconds: float = 0.3, log: list | None = None):
+    """A compute that takes `seconds`, records its start and end, and honours cancel between steps."""
+    def compute(cancel, prefix):
+        start = time.monotonic()
+        for _ in range(int(seconds / 0.02)):
+            if cancel():
+                raise engine.RunCancelled("stopped")
+            time.sleep(0.02)
+        if log is not None:
+            log.append((start, time.monotonic()))
+        return result
+    return compute
+
+
+def test_concurrent_requests_for_one_key_run_once():
+    cache = RunCache(budget_bytes=100 * MB)
+    calls = []
+    trace = FakeTrace(MB)
+
+    def compute(cancel, prefix):
+        calls.append(1)
+        time.sleep(0.5)
+        return trace
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: cache.get("same text", compute, 2 * MB), range(8)))
+    assert len(calls) == 1 and cache.runs_started == 1
+    assert all(r is trace for r in results)
+    assert cache.get("same text", compute, 2 * MB) is trace and len(calls) == 1  # now a cache hit
+
+
+def test_a_run_larger_than_the_budget_is_refused_with_the_limit():
+    cache = RunCache(budget_bytes=300 * MB)
+    with pytest.raises(engine.BudgetExceeded, match=r"about 1,024 MB.*budget for runs \(300 MB"):
+        cache.get("huge", slow(FakeTrace(MB)), 1024 * MB)
+    assert cache.runs_started == 0
+
+
+def test_runs_that_do_not_fit_wait_in_a_first_come_queue():
+    cache = RunCache(budget_bytes=100 * MB, poll_s=0.02)
+    log: list[tuple[float, float]] = []
+    seen: dict[str, list[Waiting]] = {name: [] for name in "abc"}
+
+    def request(name: str):
+        return cache.get(name, slow(FakeTrace(MB), 0.3, log), 60 * MB, on_wait=seen[name].append)
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(request, name) for name in "abc"]
+        time.sleep(0.1)
+        assert cache.status().queued == 2 and cache.status().running == 1
+        for f in futures:
+            f.result()
+    spans = sorted(log)
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # one at a time
+    positions = [w.position for name in "abc" for w in seen[name] if w.state == "queued"]
+    assert 2 in positions and 1 in positions  # visitors see their place in the queue move up
+    assert cache.status().reserved_bytes == 0
+
+
+def test_cached_traces_count_against_the_budget_and_are_evicted_first():
+    cache = RunCache(budget_bytes=100 * MB)
+    for name in ("old", "newer"):
+        cache.get(name, slow(FakeTrace(40 * MB), 0.01), 45 * MB)
+    assert cache.nbytes == 80 * MB and len(cache) == 2
+    cache.get("big", slow(FakeTrace(30 * MB), 0.01), 50 * MB)  # needs room: the oldest trace goes
+    assert "old" not in cache and "newer" in cache and "big" in cache
+    assert cache.nbytes <= 100 * MB
+
+
+def test_an_abandoned_run_stops_and_the_same_request_resumes_from_its_layers(minilm):
+    text = "The mole dug a tunnel under the lawn, and the gardener was furious about it."
+    cache = RunCache(budget_bytes=1 << 30, poll_s=0.01)
+    layers_done: list[int] = []
+
+    def compute(cancel, prefix):
+        layers_done.append(len(prefix.layers) if prefix is not None else 0)
+
+        def slow_cancel() -> bool:  # a layer every 50 ms, so the visitor can leave mid-run
+            time.sleep(0.05)
+            return cancel()
+
+        return minilm.run(text, cancel=slow_cancel, reuse=prefix)
+
+    def leave_after(seconds: float):
+        def on_wait(waiting: Waiting) -> None:
+            if waiting.seconds > seconds:
+                raise KeyboardInterrupt("the visitor asked for something else")
+        return on_wait
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get("key", compute, 64 * MB, on_wait=leave_after(0.12))
+    deadline = time.monotonic() + 5
+    while cache.status().running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.status().running == 0 and "key" not in cache  # it stopped, nothing half-done is cached
+    trace = cache.get("key", compute, 64 * MB)
+    assert 0 < layers_done[1] < minilm.config.n_layers  # resumed after the layers already computed
+    alone = minilm.run(text)
+    for name in engine.NAMES:
+        for layer in range(minilm.config.n_layers):
+            assert torch.equal(trace[name, layer], alone[name, layer]), (name, layer)
+
+
+def test_new_runs_per_session_are_capped_and_other_sessions_are_served():
+    cache = RunCache(budget_bytes=100 * MB, runs_per_minute=3)
+    for i in range(3):
+        cache.get(f"text {i}", slow(FakeTrace(MB), 0.01), 2 * MB, session="visitor A")
+    assert cache.get("text 0", slow(FakeTrace(MB), 0.01), 2 * MB, session="visitor A")  # a cached run: no limit
+    with pytest.raises(engine.RateLimited, match="3 new runs in the last minute"):
+        cache.get("text 3", slow(FakeTrace(MB), 0.01), 2 * MB, session="visitor A")
+    assert cache.get("text 3", slow(FakeTrace(MB), 0.01), 2 * MB, session="visitor B")  # another visitor
+
+
+def test_a_session_computes_one_run_at_a_time():
+    """A visitor who leaves a run for a new one: the old run stops, and the new one starts only after."""
+    cache = RunCache(budget_bytes=100 * MB, poll_s=0.01)
+    log: list[tuple[str, float, float]] = []
+
+    def compute_named(name):
+        def compute(cancel, prefix):
+            start = time.monotonic()
+            try:
+                return slow(FakeTrace(MB), 1.0)(cancel, prefix)
+            finally:
+                log.append((name, start, time.monotonic()))
+        return compute
+
+    def leave(waiting: Waiting) -> None:
+        if waiting.seconds > 0.1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.get("first", compute_named("first"), MB, session="s", on_wait=leave)
+    cache.get("second", compute_named("second"), MB, session="s")
+    (first, a0, a1), (second, b0, b1) = sorted(log, key=lambda r: r[1])
+    assert (first, second) == ("first", "second") and b0 >= a1 and a1 - a0 < 0.5  # stopped early, then the next
+
+
+# ---- memory estimates against measured runs ----------------------------------------------------------------
+
+def peak_rise(fn) -> int:
+    """The largest RSS rise over the level before `fn`, sampled every 2 ms."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        sampler.join()
+    del result
+    return peak[0] - base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "n_tokens"), [("smollm", 512), ("smollm", 1536), ("minilm", 512)])
+def test_the_estimate_covers_a_measured_run(request, fixture, n_tokens):
+    model = request.getfixturevalue(fixture)
+    ids = model.tokenizer("The mole dug a tunnel under the garden. " * 400)["input_ids"][:n_tokens]
+    model.run_ids(ids[:64])  # warm the allocator and thread pools
+    trace = model.run_ids(ids)
+    assert trace.nbytes() == trace_bytes(model.config, n_tokens)  # the stored tensors, exactly
+    del trace
+    measured = peak_rise(lambda: model.run_ids(ids))
+    estimate = run_bytes(model.config, n_tokens)
+    assert measured <= estimate, f"measured {measured / MB:.0f} MB > estimate {estimate / MB:.0f} MB"
+    assert estimate <= 4 * measured + 64 * MB  # and not wildly above what a run takes
