@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+import uuid
 
 import streamlit as st
 
@@ -12,7 +13,9 @@ import engine
 from components import explorer, presets, settings
 from components.content import MODEL_DESCRIPTIONS
 from components.labels import markdown_literal
-from engine.serving.cache import TraceCache
+from components.waiting import show_waiting
+from engine.serving.cache import RunCache
+from engine.serving.runs import get_trace as shared_trace
 from engine.serving.store import ModelStore
 
 st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
@@ -53,20 +56,17 @@ def get_model(name: str) -> engine.Model:
 
 
 @st.cache_resource(show_spinner=False)
-def trace_cache() -> TraceCache:
-    return TraceCache(SETTINGS.trace_cache_entries, SETTINGS.trace_cache_mb << 20)
+def trace_cache() -> RunCache:
+    return RunCache(SETTINGS.memory_mb << 20, SETTINGS.trace_cache_entries, SETTINGS.runs_per_minute)
 
 
 def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: frozenset) -> engine.Trace:
-    key = (model.config.name, model.source, text, causal, tuple(sorted(heads_off)), SETTINGS.max_tokens)
-
-    def compute() -> engine.Trace:
-        head_mask = model.default_head_mask()
-        for layer, head in heads_off:
-            head_mask[layer, head] = False
-        return model.run(text, causal=causal, head_mask=head_mask, max_tokens=SETTINGS.max_tokens)
-
-    return trace_cache().get(key, compute)
+    """The shared run; while it waits for memory or computes, a notice says so (and where it is in the queue)."""
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex
+    with show_waiting() as on_wait:
+        return shared_trace(trace_cache(), model, text, causal=causal, heads_off=heads_off,
+                            max_tokens=SETTINGS.max_tokens, session=st.session_state.session_id, on_wait=on_wait)
 
 
 # ---- state: session_state, restored from and written back to the URL ---------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from engine.serving.memory import default_budget_bytes
+
 
 def _raw(name: str) -> str | None:
     if name in os.environ:
@@ -38,8 +40,9 @@ class Settings:
     allow_custom_models: bool  # may visitors load hub ids or local folders?
     device: str | None  # "cpu", "cuda", ...; None = best available
     max_params: int  # largest model (parameters) a visitor may load
-    trace_cache_entries: int
-    trace_cache_mb: int
+    trace_cache_entries: int  # finished runs kept (also bounded by memory_mb)
+    memory_mb: int  # memory for runs in flight and finished runs together; runs that do not fit wait
+    runs_per_minute: int  # new runs one visitor may start per minute
 
 
 def load() -> Settings:
@@ -49,6 +52,7 @@ def load() -> Settings:
         allow_custom_models=_bool("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", True),
         device=_raw("ATTN_EXPLORER_DEVICE") or None,
         max_params=_int("ATTN_EXPLORER_MAX_PARAMS_M", 1_000) * 1_000_000,
-        trace_cache_entries=_int("ATTN_EXPLORER_TRACE_CACHE_ENTRIES", 24),
-        trace_cache_mb=_int("ATTN_EXPLORER_TRACE_CACHE_MB", 4096),
+        trace_cache_entries=_int("ATTN_EXPLORER_TRACE_CACHE_ENTRIES", 64),
+        memory_mb=_int("ATTN_EXPLORER_MEMORY_MB", default_budget_bytes() >> 20),
+        runs_per_minute=_int("ATTN_EXPLORER_RUNS_PER_MINUTE", 30),
     )

@@ -10,7 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import engine
-from engine.serving.cache import TraceCache
+from engine.serving.cache import RunCache
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PARAGRAPH = ("The mole dug a tunnel under the garden, and the gardener, who had planted roses there in spring, "
@@ -57,20 +57,20 @@ def test_2048_tokens_run_through_the_app_with_small_figures():
     assert 0 < spec_sizes(at)["head_grid_fig"] < 2e6
 
 
-def test_trace_cache_evicts_by_entries_and_bytes(minilm):
+def test_the_run_cache_evicts_by_entries_and_bytes(minilm):
     traces = {text: minilm.run(text) for text in ("one mole", "two moles here", "three moles dug a hole")}
-    cache = TraceCache(max_entries=2, max_bytes=10**12)
+    cache = RunCache(budget_bytes=10**12, max_entries=2)
     for text, trace in traces.items():
-        assert cache.get(text, lambda t=trace: t) is trace
+        assert cache.get(text, lambda cancel, prefix, t=trace: t, 1) is trace
     assert len(cache) == 2 and "one mole" not in cache and "three moles dug a hole" in cache
     calls = []
-    cache.get("two moles here", lambda: calls.append(1))  # a hit: not recomputed
+    cache.get("two moles here", lambda cancel, prefix: calls.append(1), 1)  # a hit: not recomputed
     assert not calls
 
     sizes = [t.nbytes() for t in traces.values()]
     budget = sizes[1] + sizes[2]  # room for the two newest, not for all three
-    by_bytes = TraceCache(max_entries=100, max_bytes=budget)
+    by_bytes = RunCache(budget_bytes=budget, max_entries=100)
     for text, trace in traces.items():
-        by_bytes.get(text, lambda t=trace: t)
+        by_bytes.get(text, lambda cancel, prefix, t=trace: t, 1)
     assert len(by_bytes) == 2 and by_bytes.nbytes <= budget < sum(sizes)
     assert "one mole" not in by_bytes and "three moles dug a hole" in by_bytes
