@@ -36,7 +36,8 @@ import torch  # noqa: E402
 import engine  # noqa: E402
 from engine import loading  # noqa: E402
 
-LENGTHS = {"smollm2-135m": [16, 128, 512, 1024, 2048], "minilm-l6": [16, 128, 512]}
+LENGTHS = {"smollm2-135m": [16, 128, 512, 1024, 2048, 4096, 8192], "minilm-l6": [16, 128, 512]}
+HF_MAX_TOKENS = 2048  # above this Hugging Face's attentions alone need 30 × 9 × n² floats (18 GB at 4,096)
 QUICK_LENGTHS = [16, 128]
 PARAGRAPH = (
     "A fluffy blue creature roamed the verdant forest, looking for the old mole who lived under the oak. "
@@ -49,6 +50,8 @@ MB = 1024 * 1024
 
 def repeats_for(n_tokens: int, base: int) -> int:
     """Fewer repeats where one call takes seconds."""
+    if n_tokens >= 4096:
+        return 1
     if n_tokens >= 2048:
         return min(base, 2)
     if n_tokens >= 1024:
@@ -176,17 +179,19 @@ def bench_model(name: str, device: torch.device, lengths: list[int], repeats: in
             ms, peak, trace_bytes = time_engine(model, ids)
             engine_ms.append(ms)
             engine_peak.append(peak)
-            ms, peak, hf_bytes = time_hf(hf, ids, device)
-            hf_ms.append(ms)
-            hf_peak.append(peak)
+            if n <= HF_MAX_TOKENS:
+                ms, peak, hf_bytes = time_hf(hf, ids, device)
+                hf_ms.append(ms)
+                hf_peak.append(peak)
         row = {
             "model": name, "tokens": n, "repeats": len(engine_ms),
-            "engine_ms": statistics.median(engine_ms), "hf_ms": statistics.median(hf_ms),
-            "engine_peak": max(engine_peak), "hf_peak": max(hf_peak),
+            "engine_ms": statistics.median(engine_ms), "hf_ms": statistics.median(hf_ms) if hf_ms else None,
+            "engine_peak": max(engine_peak), "hf_peak": max(hf_peak) if hf_peak else None,
             "trace_bytes": trace_bytes, "hf_bytes": hf_bytes,
         }
         rows.append(row)
-        print(f"  {name} {n:>5} tokens: engine {row['engine_ms']:9.1f} ms, HF {row['hf_ms']:9.1f} ms "
+        hf_text = f"{row['hf_ms']:9.1f} ms" if hf_ms else "not run"
+        print(f"  {name} {n:>5} tokens: engine {row['engine_ms']:9.1f} ms, HF {hf_text} "
               f"({row['repeats']} repeats)", file=sys.stderr, flush=True)
     del model, hf
     gc.collect()
@@ -200,10 +205,12 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        hf = r["hf_ms"] is not None
         lines.append(
-            f"| {r['model']} | {r['tokens']:,} | {r['engine_ms']:,.1f} | {r['hf_ms']:,.1f} "
-            f"| {r['engine_ms'] / r['hf_ms']:.2f} | {r['engine_peak'] / MB:,.1f} | {r['hf_peak'] / MB:,.1f} "
-            f"| {r['trace_bytes'] / MB:,.1f} | {r['hf_bytes'] / MB:,.1f} | {r['repeats']} |"
+            f"| {r['model']} | {r['tokens']:,} | {r['engine_ms']:,.1f} | {r['hf_ms'] if hf else 0:,.1f} "
+            f"| {r['engine_ms'] / r['hf_ms'] if hf else 0:.2f} | {r['engine_peak'] / MB:,.1f} "
+            f"| {r['hf_peak'] / MB if hf else 0:,.1f} | {r['trace_bytes'] / MB:,.1f} | {r['hf_bytes'] / MB:,.1f} "
+            f"| {r['repeats']} |".replace("| 0.0 |", "| — |").replace("| 0.00 |", "| — |")
         )
     return "\n".join(lines)
 
