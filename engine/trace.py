@@ -173,12 +173,20 @@ class Trace:
     def pattern_rows(self, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
         """The pattern of a block of query rows: [n_heads, r, n] (or [r, n] for one head), exactly the rows of
         trace["pattern", layer]. Views of long texts read a layer a block at a time with it."""
+        q, k = self._rows_qk(layer, rows, head)
+        out = explicit_pattern(q, k, self.causal, query_offset=rows.start or 0)
+        return out if head is None else out[0]
+
+    def scores_rows(self, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
+        """q·k/√d_head for a block of query rows, before masking: [n_heads, r, n] (or [r, n] for one head)."""
+        q, k = self._rows_qk(layer, rows, head)
+        out = q @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)
+        return out if head is None else out[0]
+
+    def _rows_qk(self, layer: int, rows: slice, head: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(layer, head)
         heads = slice(None) if head is None else slice(head, head + 1)
-        start = rows.start or 0
-        q = self.layers[layer]["q"][heads, rows]  # [h, r, d_head]
-        out = explicit_pattern(q, self._repeated("k", layer, heads), self.causal, query_offset=start)
-        return out if head is None else out[0]
+        return self.layers[layer]["q"][heads, rows], self._repeated("k", layer, heads)  # [h, r, d], [h, n, d]
 
     def row_blocks(self, n_heads: int = 1, max_bytes: int = 32 << 20) -> Iterator[slice]:
         """Slices of query rows that keep a block of n_heads patterns under max_bytes (float32)."""

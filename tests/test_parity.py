@@ -64,10 +64,11 @@ def tiny(kind: str, folder, seed: int = 0):
     return ref, engine.load(str(folder), device="cpu")
 
 
+@pytest.mark.parametrize("attention", ["fused", "explicit"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert", "bert-mlm"])
-def test_tiny_random_models_match_transformers(kind, tmp_path):
+def test_tiny_random_models_match_transformers(kind, attention, tmp_path):
     hf, model = tiny(kind, tmp_path)
-    trace = model.run(TEXT)
+    trace = model.run(TEXT, attention=attention)
     out = hf_forward(hf, trace.token_ids)
     if kind == "bert":
         assert trace.logits is None
@@ -121,3 +122,19 @@ def test_smollm2_knows_paris(smollm):
     trace = smollm.run("The capital of France is")
     top3 = [smollm.tokenizer.decode([i]) for i in trace.logits[-1].topk(3).indices]
     assert " Paris" in top3
+
+
+@pytest.mark.parametrize("fixture", ["smollm", "minilm"])
+def test_fused_attention_matches_the_explicit_reference(fixture, request):
+    """The forward pass uses scaled_dot_product_attention; the explicit softmax path is the reference."""
+    model = request.getfixturevalue(fixture)
+    text = "a fluffy blue creature roamed the verdant forest. The capital of France is"
+    for causal in (True, False):
+        fused, explicit = model.run(text, causal=causal), model.run(text, causal=causal, attention="explicit")
+        for layer in range(model.config.n_layers):
+            for name in ("z", "attn_out", "resid_post"):
+                ours, ref = fused[name, layer], explicit[name, layer]
+                assert (ours - ref).abs().max() <= 1e-5 * max(float(ref.abs().max()), 1.0), (causal, name, layer)
+            assert torch.equal(fused["pattern", layer], explicit["pattern", layer]) or layer > 0
+        if model.config.has_lm_head:
+            assert torch.equal(fused.logits.argmax(-1), explicit.logits.argmax(-1))

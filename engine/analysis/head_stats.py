@@ -13,13 +13,9 @@ import torch
 
 from ..arrays import readonly
 from ..trace import Trace
+from .pooling import pool_edges
 
 STATS = ("entropy", "first", "previous", "self")
-
-
-def pool_edges(n: int, size: int) -> np.ndarray:
-    """Block edges splitting range(n) into min(n, size) nearly equal blocks: [n_blocks + 1]."""
-    return np.linspace(0, n, min(n, size) + 1).round().astype(np.int64)
 
 
 @dataclass(frozen=True)
