@@ -7,6 +7,8 @@
     params       parameter counts from a model's weights, or from a configuration alone
     head_stats   per-head summaries of the patterns (entropy, first / previous / self share)
     predict      next-token predictions, and how an intervention changed them
+    roles        head roles (previous token, duplicate, induction, first token, self) on a repeated probe
+    icl          the in-context learning check: next-token loss on each copy of the probe
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
