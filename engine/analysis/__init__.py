@@ -9,6 +9,9 @@
     predict      next-token predictions, and how an intervention changed them
     roles        head roles (previous token, duplicate, induction, first token, self) on a repeated probe
     icl          the in-context learning check: next-token loss on each copy of the probe
+    value_weighted  value-weighted attention ‖α_ij v_j W_O[h]‖ per head and per layer (Kobayashi et al., 2020)
+    sinks        the first token's share of α and of the value-weighted attention; the pattern without it
+    rollout      attention rollout across layers (Abnar & Zuidema, 2020), raw or value-weighted
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
