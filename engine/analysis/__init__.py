@@ -12,6 +12,7 @@
     value_weighted  value-weighted attention ‖α_ij v_j W_O[h]‖ per head and per layer (Kobayashi et al., 2020)
     sinks        the first token's share of α and of the value-weighted attention; the pattern without it
     rollout      attention rollout across layers (Abnar & Zuidema, 2020), raw or value-weighted
+    compare      two contexts: per-head distance at a target, similarity across layers, patching sweeps
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
