@@ -1,11 +1,12 @@
 """Time the patching sweeps of the Compare view on the mole presets, and print which heads carry the difference.
 
     .venv/bin/python bench/bench_patching.py                       # both embedded models, CPU
-    .venv/bin/python bench/bench_patching.py --models smollm2-135m --threads 1
+    .venv/bin/python bench/bench_patching.py --models smollm2-135m --threads 1 --one-by-one
 
 A: "The gardener trapped the burrowing mole" (animal), B: "In chemistry, the amount of a substance is measured
 in units called the mole"; the target is "mole" in each. Each patched run reuses B's layers before the
-patched one. Prints the time of the layer sweep and the all-heads sweep, and the top heads by each effect.
+patched one; by default the patched runs go as one batch (engine.batch). Prints the time of the layer sweep
+and the all-heads sweep, and the top heads by each effect.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "minilm-l6"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--one-by-one", action="store_true",
+                        help="also time the sweeps as one traced run per patch (run=default_run, with reuse=)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,6 +62,15 @@ def main() -> None:
         t_heads = time.perf_counter() - start
         print(f"layer sweep ({len(layers.cells)} runs): {t_layers:.2f} s; all-heads sweep ({len(heads.cells)} runs): "
               f"{t_heads:.2f} s")
+        if args.one_by_one:
+            run = compare.default_run(model, b)
+            start = time.perf_counter()
+            compare.sweep_layers(a, target_a, b, target_b, run=run)
+            t_layers = time.perf_counter() - start
+            start = time.perf_counter()
+            compare.sweep_all_heads(a, target_a, b, target_b, run=run)
+            print(f"one traced run per patch (reuse=): layer sweep {t_layers:.2f} s; all-heads sweep "
+                  f"{time.perf_counter() - start:.2f} s")
         print(f"cos(B, A) at the last block: {layers.base_cos:.3f}")
         print("layer sweep, gap closed:", " ".join(f"{g:.2f}" for g in layers.gap_closed))
         print("top heads by gap closed:", top(heads.gap_closed))

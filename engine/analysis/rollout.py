@@ -39,7 +39,7 @@ def mixing_rows(trace: Trace, layer: int, rows: slice, weighted: bool = False, g
 
 def rollout_steps(trace: Trace, weighted: bool = False, size: int | None = None) -> Iterator[torch.Tensor]:
     """R_l for l = 0 .. n_layers − 1: [m, m] float64 over the first m = size positions (default all; a causal
-    run's first m positions never depend on later ones). Each is overwritten by the next: copy to keep."""
+    run's first m positions never depend on later ones), a new tensor for each layer."""
     n = trace.n_tokens if size is None else size
     if n < trace.n_tokens and not trace.causal:
         raise InputError("rollout over some positions only needs a causal run.")
