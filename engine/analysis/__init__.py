@@ -7,6 +7,12 @@
     params       parameter counts from a model's weights, or from a configuration alone
     head_stats   per-head summaries of the patterns (entropy, first / previous / self share)
     predict      next-token predictions, and how an intervention changed them
+    roles        head roles (previous token, duplicate, induction, first token, self) on a repeated probe
+    icl          the in-context learning check: next-token loss on each copy of the probe
+    value_weighted  value-weighted attention ‖α_ij v_j W_O[h]‖ per head and per layer (Kobayashi et al., 2020)
+    sinks        the first token's share of α and of the value-weighted attention; the pattern without it
+    rollout      attention rollout across layers (Abnar & Zuidema, 2020), raw or value-weighted
+    compare      two contexts: per-head distance at a target, similarity across layers, patching sweeps
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
