@@ -5,67 +5,22 @@ before it are the base run's; from it on, the variants differ. Here they run as 
 in one pass over the layers (a variant joins at its layer), so each weight matrix is read once for all of
 them, and nothing is recorded: the result is the last block's output of each variant. Under a causal mask
 a patch at position p changes nothing before p, so only the query positions asked for (e.g. just the
-target) are computed, against the base run's stored keys and values of the earlier positions. The math is
-transformer.block's, term for term (tests hold the two equal).
+target) are computed, against the base run's stored keys and values of the earlier positions. The blocks
+are transformer.block, the one forward pass, with a leading batch dimension.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from .config import ModelConfig
 from .errors import InputError
 from .interventions import check_patch
 from .trace import Trace
-from .transformer import attention_z, mlp, norm, rotary, rotary_angles
-from .weights import AttentionWeights, BlockWeights
+from .transformer import HeadPatch, block, rotary_angles
 
 # per variant: head -> query position -> z [d_head]
-LayerPatch = Mapping[int, Mapping[int, torch.Tensor]]
-# keys and values of the positions before the computed ones: [n_kv_heads, p, d_head] each
-Past = tuple[torch.Tensor, torch.Tensor]
-
-
-def _project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x [B, m, d_model] through per-head W [h, d_model, d_head] -> [B, h, m, d_head]."""
-    out = torch.einsum("bmd,hde->bhme", x, W)
-    return out if b is None else out + b[:, None, :]
-
-
-def _attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-               rope: tuple[torch.Tensor, torch.Tensor] | None, past: Past, patches: Sequence[LayerPatch],
-               how: str) -> torch.Tensor:
-    """Attention of the queries x [B, m, d_model] (normed) over past + their own keys: [B, m, d_model]."""
-    q = _project(x, w.W_Q, w.b_Q)  # [B, n_heads, m, d_head]
-    k = _project(x, w.W_K, w.b_K)  # [B, n_kv_heads, m, d_head]
-    v = _project(x, w.W_V, w.b_V)
-    if rope is not None:
-        q, k = rotary(q, *rope), rotary(k, *rope)
-    B = x.shape[0]
-    k = torch.cat([past[0].expand(B, -1, -1, -1), k], dim=2)  # [B, n_kv_heads, p + m, d_head]
-    v = torch.cat([past[1].expand(B, -1, -1, -1), v], dim=2)
-    k_all = k.repeat_interleave(cfg.kv_group, dim=1)  # [B, n_heads, p + m, d_head]
-    v_all = v.repeat_interleave(cfg.kv_group, dim=1)
-    z = attention_z(q, k_all, v_all, causal, how) * heads_on[:, None, None]  # [B, n_heads, m, d_head]
-    for variant, patch in enumerate(patches):
-        for head, positions in patch.items():
-            for position, vector in positions.items():
-                z[variant, head, position] = vector
-    attn_out = torch.einsum("bhme,hed->bmd", z, w.W_O)  # [B, m, d_model]
-    return attn_out if w.b_O is None else attn_out + w.b_O
-
-
-def _block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-           rope: tuple[torch.Tensor, torch.Tensor] | None, past: Past, patches: Sequence[LayerPatch],
-           how: str) -> torch.Tensor:
-    """One block on x [B, m, d_model] -> resid_post [B, m, d_model] (pre-norm or post-norm)."""
-    if cfg.norm_placement == "pre":
-        attn_out = _attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, past, patches, how)
-        resid_mid = x + attn_out
-        return resid_mid + mlp(norm(resid_mid, w.ln2, cfg), w.mlp, cfg)
-    resid_mid = norm(x + _attention(x, w.attn, cfg, causal, heads_on, rope, past, patches, how), w.ln1, cfg)
-    return norm(resid_mid + mlp(resid_mid, w.mlp, cfg), w.ln2, cfg)
+LayerPatch = HeadPatch
 
 
 @torch.inference_mode()
@@ -109,8 +64,8 @@ def run_variants(base: Trace, variants: Sequence[tuple[int, LayerPatch]], positi
         patches = [_in_range(_merged(own, checked[i] if variants[i][0] == index else {}), start, stop)
                    for i in active]
         past = (stored["k_kv"][:, :start], stored["v_kv"][:, :start])  # [n_kv_heads, start, d_head] each
-        x = _block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], rope, past, patches,
-                   base.attention)
+        x, _ = block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], rope, patches,
+                     base.attention, past=past)
     out = torch.empty_like(x)
     out[torch.tensor(active, device=x.device)] = x
     return out

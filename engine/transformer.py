@@ -15,7 +15,7 @@ and `cache` keeps each layer's keys and values so that generation computes only 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,8 +66,8 @@ def rotary_angles(cfg: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tens
 
 
 def project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x [n, d_model] through per-head W [h, d_model, d_head] -> [h, n, d_head]."""
-    out = torch.einsum("nd,hde->hne", x, W)
+    """x [..., m, d_model] through per-head W [h, d_model, d_head] -> [..., h, m, d_head]."""
+    out = torch.einsum("...md,hde->...hme", x, W)
     return out if b is None else out + b[:, None, :]
 
 
@@ -89,16 +89,24 @@ def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offse
 
 
 def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
-    """z = pattern @ v for q [h, m, d_head] against k, v [h, n, d_head] (queries are the last m positions)."""
+    """z = pattern @ v for q [..., h, m, d_head] against k, v [..., h, n, d_head] (queries are the last m
+    positions)."""
     m, n = q.shape[-2], k.shape[-2]
     if how == "explicit":
         return explicit_pattern(q, k, causal, query_offset=n - m) @ v
     mask = None
     if causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
         mask = ~causal_mask(m, n, q.device)
-    z = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask,
-                                       is_causal=causal and m == n and m > 1)
-    return z[0]  # [h, m, d_head]
+    batched = q.ndim > 3
+    q, k, v = (q, k, v) if batched else (q[None], k[None], v[None])  # SDPA's kernels want [batch, h, m, d]
+    z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and m == n and m > 1)
+    return z if batched else z[0]  # [..., h, m, d_head]
+
+
+# Keys and values of earlier positions that the queries also attend to: [..., n_kv_heads, p, d_head] each.
+Past = tuple[torch.Tensor, torch.Tensor]
+# What replaces z in one layer: head -> query position -> z [d_head]; one mapping, or one per batch row.
+HeadPatch = Mapping[int, Mapping[int, torch.Tensor]]
 
 
 @dataclass
@@ -108,36 +116,45 @@ class KVCache:
     k: list[torch.Tensor | None] = field(default_factory=list)  # per layer [n_kv_heads, n, d_head]
     v: list[torch.Tensor | None] = field(default_factory=list)
 
-    @property
-    def length(self) -> int:
-        return 0 if not self.k or self.k[0] is None else self.k[0].shape[1]
+    def past(self, layer: int) -> Past | None:
+        return None if not self.k or self.k[layer] is None else (self.k[layer], self.v[layer])
+
+
+def apply_patch(z: torch.Tensor, patch: HeadPatch | Sequence[HeadPatch]) -> None:
+    """Replace z [(B,) n_heads, m, d_head] in place at the patched heads and query positions."""
+    rows = [((), patch)] if isinstance(patch, Mapping) else [((b,), p) for b, p in enumerate(patch)]
+    for row, heads in rows:
+        for head, positions in heads.items():
+            for position, vector in positions.items():
+                z[(*row, head, position)] = vector
 
 
 def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-              rope: tuple[torch.Tensor, torch.Tensor] | None, patch: Mapping[int, Mapping[int, torch.Tensor]],
-              how: Attention, cache: KVCache | None, layer: int, record: Record) -> torch.Tensor:
-    """Multi-head masked attention on normed input x [m, d_model]; returns attn_out [m, d_model]."""
-    q = project(x, w.W_Q, w.b_Q)  # [n_heads, m, d_head]
-    k = project(x, w.W_K, w.b_K)  # [n_kv_heads, m, d_head]
-    v = project(x, w.W_V, w.b_V)  # [n_kv_heads, m, d_head]
+              rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch],
+              how: Attention, past: Past | None = None, record: Record | None = None
+              ) -> tuple[torch.Tensor, Past]:
+    """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions.
+    Returns attn_out [(B,) m, d_model] and the keys and values of all positions (past + these), for a cache."""
+    q = project(x, w.W_Q, w.b_Q)  # [(B,) n_heads, m, d_head]
+    k = project(x, w.W_K, w.b_K)  # [(B,) n_kv_heads, m, d_head]
+    v = project(x, w.W_V, w.b_V)  # [(B,) n_kv_heads, m, d_head]
     if rope is not None:
         q, k = rotary(q, *rope), rotary(k, *rope)
-    record.update(q=q, k_kv=k, v_kv=v)
-    if cache is not None:  # earlier tokens' keys and values come first
-        if cache.k[layer] is not None:
-            k, v = torch.cat([cache.k[layer], k], dim=1), torch.cat([cache.v[layer], v], dim=1)
-        cache.k[layer], cache.v[layer] = k, v
-    k_all = k.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
-    v_all = v.repeat_interleave(cfg.kv_group, dim=0)  # [n_heads, n, d_head]
-    z = attention_z(q, k_all, v_all, causal, how) * heads_on[:, None, None]  # [n_heads, m, d_head]
-    for head, positions in patch.items():
-        for position, vector in positions.items():
-            z[head, position] = vector
-    attn_out = torch.einsum("hme,hed->md", z, w.W_O)  # [m, d_model]
+    if record is not None:
+        record.update(q=q, k_kv=k, v_kv=v)
+    if past is not None:  # earlier positions' keys and values come first
+        k = torch.cat([past[0].expand(*k.shape[:-2], -1, -1), k], dim=-2)  # [(B,) n_kv_heads, p + m, d_head]
+        v = torch.cat([past[1].expand(*v.shape[:-2], -1, -1), v], dim=-2)
+    k_all = k.repeat_interleave(cfg.kv_group, dim=-3)  # [(B,) n_heads, n, d_head]
+    v_all = v.repeat_interleave(cfg.kv_group, dim=-3)
+    z = attention_z(q, k_all, v_all, causal, how) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
+    apply_patch(z, patch)
+    attn_out = torch.einsum("...hme,hed->...md", z, w.W_O)  # [(B,) m, d_model]
     if w.b_O is not None:
         attn_out = attn_out + w.b_O
-    record.update(z=z, attn_out=attn_out)
-    return attn_out
+    if record is not None:
+        record.update(z=z, attn_out=attn_out)
+    return attn_out, (k, v)
 
 
 def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
@@ -154,25 +171,28 @@ def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
     return linear(hidden, w.W_out, w.b_out)
 
 
-def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, layer: int, causal: bool, heads_on: torch.Tensor,
-          rope: tuple[torch.Tensor, torch.Tensor] | None, patch: Mapping[int, Mapping[int, torch.Tensor]],
-          how: Attention, cache: KVCache | None) -> tuple[torch.Tensor, Record]:
-    """One transformer block on the residual stream x [m, d_model]: (resid_post, what it records)."""
-    record: Record = {"resid_pre": x}
+def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
+          rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch], how: Attention,
+          past: Past | None = None, record: Record | None = None) -> tuple[torch.Tensor, Past]:
+    """One transformer block on the residual stream x [(B,) m, d_model]: (resid_post, keys and values).
+    record, when given, receives what a Trace stores of the block."""
+    if record is not None:
+        record["resid_pre"] = x
     if cfg.norm_placement == "pre":
-        attn_out = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, cache, layer,
-                             record)
+        attn_out, kv = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, past, record)
         resid_mid = x + attn_out
         mlp_out = mlp(norm(resid_mid, w.ln2, cfg), w.mlp, cfg)
         resid_post = resid_mid + mlp_out
     else:  # post-norm: the norm follows each sum
-        attn_out = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, cache, layer, record)
+        attn_out, kv = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, past, record)
         resid_mid = norm(x + attn_out, w.ln1, cfg)
-        record["resid_mid"] = resid_mid  # not a plain sum: keep it
         mlp_out = mlp(resid_mid, w.mlp, cfg)
         resid_post = norm(resid_mid + mlp_out, w.ln2, cfg)
-    record["mlp_out"] = mlp_out
-    return resid_post, record
+        if record is not None:
+            record["resid_mid"] = resid_mid  # not a plain sum: keep it
+    if record is not None:
+        record["mlp_out"] = mlp_out
+    return resid_post, kv
 
 
 def embed(token_ids: torch.Tensor, w: Weights, cfg: ModelConfig, offset: int = 0) -> torch.Tensor:
@@ -227,13 +247,16 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
     if cache is not None and not cache.k:
         cache.k, cache.v = [None] * cfg.n_layers, [None] * cfg.n_layers
     heads_on = head_mask.to(device=x.device, dtype=x.dtype)  # [n_layers, n_heads]
-    records = []
+    records: list[Record] = []
     for layer in range(first, cfg.n_layers):
         if cancel is not None and cancel():
             stop = RunCancelled(f"the run was cancelled before layer {layer}.")
             stop.done = (records, layer, x)  # what was computed: the model turns it into a reusable prefix
             raise stop
-        x, record = block(x, w.blocks[layer], cfg, layer, causal, heads_on[layer], rope, patch.get(layer, {}),
-                          attention_impl, cache)
+        record: Record = {}
+        x, kv = block(x, w.blocks[layer], cfg, causal, heads_on[layer], rope, patch.get(layer, {}), attention_impl,
+                      past=cache.past(layer) if cache is not None else None, record=record)
+        if cache is not None:
+            cache.k[layer], cache.v[layer] = kv
         records.append(record)
     return Forward(records=records, resid_last=x, resid_final=final_norm(x, w, cfg))
