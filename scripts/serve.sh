@@ -8,6 +8,7 @@
 # Options:
 #   --replicas N            replicas to start here (default 2), on ports --replica-port, +1, … (default 8601)
 #   --replica-address ADDR  where replicas listen (default 127.0.0.1; 0.0.0.0 for a balancer on another machine)
+#   --name-prefix P         replicas are named P1, P2, … (default r; one prefix per machine keeps names distinct)
 #   --port P, --bind ADDR   where the balancer listens (default 127.0.0.1:8500)
 #   --upstreams LIST        name=host:port,… : balance these replicas instead of starting local ones
 #   --no-balancer           start only the replicas
@@ -21,13 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-replicas=2 replica_port=8601 replica_address=127.0.0.1 port=8500 bind=127.0.0.1
+replicas=2 replica_port=8601 replica_address=127.0.0.1 name_prefix=r port=8500 bind=127.0.0.1
 upstreams="" balancer=1 stats_auth="" run_dir="" restart=1 setup=1 streamlit_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --replicas) replicas=$2; shift 2 ;;
     --replica-port) replica_port=$2; shift 2 ;;
     --replica-address) replica_address=$2; shift 2 ;;
+    --name-prefix) name_prefix=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --bind) bind=$2; shift 2 ;;
     --upstreams) upstreams=$2; replicas=0; shift 2 ;;
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
     --no-restart) restart=0; shift ;;
     --no-setup) setup=0; shift ;;
     --) shift; streamlit_args=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "serve.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,14 +81,15 @@ run_replica() {
     wait "$child" || status=$?
     [ $restart = 1 ] || { echo "[serve] replica $name exited ($status)" >&2; exit 0; }
     echo "[serve] replica $name exited ($status); restarting in 2 s (log: $log)" >&2
-    sleep 2
+    sleep 2 & child=$!
+    wait "$child" || true
   done
 }
 
 settings=$(env | grep -o '^ATTN_EXPLORER_[A-Z_]*' | sort | paste -sd ' ' || true)
 upstream_list=()
 for ((i = 0; i < replicas; i++)); do
-  name="r$((i + 1))" p=$((replica_port + i))
+  name="$name_prefix$((i + 1))" p=$((replica_port + i))
   run_replica "$name" "$p" &
   pids+=($!)
   host=$replica_address; [ "$host" = 0.0.0.0 ] && host=127.0.0.1
