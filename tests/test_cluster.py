@@ -182,6 +182,7 @@ def test_a_view_survives_its_replica(run_dir):
 
         # serve.sh restarts the killed replica; the balancer takes it back
         assert report.wait_until_up(url, 60)
+        print(f"replica {victim} restarted and back in the rotation {time.monotonic() - killed:.1f} s after the kill")
         assert get_json(f"{url}/replica/{victim}/status")["pid"] != victim_pid
 
     logs = "".join(p.read_text() for p in run_dir.glob("replica-*.log"))
