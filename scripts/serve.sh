@@ -72,7 +72,7 @@ run_replica() {
   local name=$1 replica_port=$2 log="$run_dir/replica-$1.log" child=""
   trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
   while :; do
-    ATTN_EXPLORER_REPLICA=$name HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
+    ATTN_EXPLORER_REPLICA=$name TOKENIZERS_PARALLELISM=false \
       "$py" -m streamlit run replica.py --server.headless true --server.address "$replica_address" \
       --server.port "$replica_port" --browser.gatherUsageStats false --server.fileWatcherType none \
       ${streamlit_args[@]+"${streamlit_args[@]}"} >>"$log" 2>&1 &
@@ -110,10 +110,10 @@ if [ $balancer = 1 ]; then
   echo "[serve] balancer on $bind:$port ($config; log: $run_dir/haproxy.log)"
   echo "[serve] status: $url/haproxy (balancer), $url/replica/<name>/status (one replica)," \
        "$py -m cluster.report $url (all)"
-  "$py" -m cluster.report --wait 300 ${stats_auth:+--stats-auth "$stats_auth"} "$url" || true
+  "$py" -m cluster.report --wait 300 ${stats_auth:+--stats-auth "$stats_auth"} "$url" &
+  pids+=($!)  # waited for in the background, so that Ctrl-C or TERM stops everything at once
+  wait $! || true
   echo "[serve] open $url — Ctrl-C stops everything"
-fi
-if [ $balancer = 1 ]; then
   status=0; wait "$haproxy_pid" || status=$?
   echo "[serve] the balancer exited ($status): see $run_dir/haproxy.log" >&2
   exit 1
