@@ -10,7 +10,7 @@ import uuid
 import streamlit as st
 
 import engine
-from components import explorer, presets, settings
+from components import explorer, presets, recovery, settings
 from components.content import MODEL_DESCRIPTIONS
 from components.labels import markdown_literal
 from components.waiting import show_waiting
@@ -205,6 +205,7 @@ def sidebar_controls(model: engine.Model) -> None:
 
 def main() -> None:
     init_state()
+    recovery.rerun_on_reconnect()  # after a replica dies, the page re-runs on the next one from its link
     s = st.session_state
     st.sidebar.title("Attention Explorer")
     model = choose_model()

@@ -2,18 +2,21 @@
 
 The embedded SmolLM2 ships as a Q4_1 GGUF file; dequantising it takes ~15 s, so the result is saved once
 as a Hugging Face folder (safetensors) in a per-user cache with a manifest of SHA-256 digests. A cache
-whose files are missing, truncated or altered fails the check and is rebuilt, never used.
+whose files are missing, truncated or altered fails the check and is rebuilt, never used. Processes that
+start at once (replicas behind a load balancer) build it once: see `prepare_gguf`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -76,34 +79,83 @@ def _write_manifest(folder: Path) -> None:
 
 
 def prepare_gguf(name: str, progress: Progress) -> Path:
-    """Dequantise an embedded GGUF once into the cache; return the cached Hugging Face folder."""
+    """Dequantise an embedded GGUF once into the cache; return the cached Hugging Face folder.
+
+    Safe when several processes start at once (replicas behind a balancer): the check and the build happen
+    under an exclusive lock on a file beside the cache folder, so one process builds and the others wait and
+    then find it valid. A valid folder is never changed; an invalid one is moved aside with one rename before
+    the finished build is renamed into its place, so no process ever reads a folder while it is written or
+    deleted.
+    """
     spec = EMBEDDED[name]
     gguf_dir = package_folder(spec["package"])
     gguf_size = (gguf_dir / spec["gguf"]).stat().st_size
     target = cache_root() / f"{name}-{gguf_size}-v{CACHE_FORMAT}"
     progress(0.05, "checking the weight cache")
-    if cache_is_valid(target):
-        return target
-    progress(0.1, f"first start: dequantising {spec['gguf']} (about 15-30 s, once)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target, progress):
+        if cache_is_valid(target):
+            return target
+        progress(0.1, f"first start: dequantising {spec['gguf']} (about 15-30 s, once)")
+        _remove_leftovers(target)
+        build = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
+        try:
+            _dequantise(gguf_dir, spec["gguf"], build, progress)
+            _install(build, target)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def _build_lock(target: Path, progress: Progress) -> Iterator[None]:
+    """Hold an exclusive lock on `<target>.lock` (released by the kernel if this process dies). Where the
+    cache root cannot hold a lock file (a read-only shared cache), go on without one: nothing is built there."""
+    try:
+        lock = open(target.with_name(f"{target.name}.lock"), "a+b")  # closed in the finally below
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(0.1, "another process is preparing the weight cache; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.close()
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove what an interrupted build of `target` left behind (only called while holding its lock)."""
+    for path in target.parent.glob(f".{target.name}.*-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _dequantise(gguf_dir: Path, gguf_file: str, build: Path, progress: Progress) -> None:
+    """Write the GGUF's dequantised weights (safetensors), tokenizer and manifest into `build`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=spec["gguf"])
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=spec["gguf"], dtype=torch.float32)
-        progress(0.6, "saving dequantised weights to the cache")
-        model.config.quantization_config = None
-        if hasattr(model, "hf_quantizer"):
-            model.hf_quantizer = None
-        model.save_pretrained(build, safe_serialization=True)
-        tokenizer.save_pretrained(build)
-        _write_manifest(build)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(build, target)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return target
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    progress(0.6, "saving dequantised weights to the cache")
+    model.config.quantization_config = None
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.save_pretrained(build, safe_serialization=True)
+    tokenizer.save_pretrained(build)
+    _write_manifest(build)
+
+
+def _install(build: Path, target: Path) -> None:
+    """Put a finished build in place with renames only: an existing (invalid) folder is first renamed aside,
+    then deleted once nothing can find it under `target` any more."""
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(build, target)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def hub_folder(repo_id: str, progress: Progress, weights: bool = True) -> Path:

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Create or update .venv/ at the repo root. `--dev` adds test tools and Debian's Chromium for browser tests.
-# Re-running is cheap: each step is skipped when its inputs have not changed.
+# Create or update .venv/ at the repo root. `--dev` adds test tools and Debian's Chromium and HAProxy for the
+# browser and cluster tests; `--serve` adds HAProxy for scripts/serve.sh.
+# Re-running is cheap: each step is skipped when its inputs have not changed or the package is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=0; [ "${1:-}" = "--dev" ] && dev=1
+dev=0 serve=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1; serve=1 ;;
+    --serve) serve=1 ;;
+    *) echo "setup.sh: unknown option $arg (--dev, --serve)" >&2; exit 2 ;;
+  esac
+done
 
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
@@ -24,9 +32,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "$digest" > "$stamp"
 fi
 
-if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  echo "[setup] installing Debian's chromium for the browser test"
+# Debian packages: Chromium drives the browser tests; HAProxy balances the replicas of scripts/serve.sh.
+packages=()
+if [ $dev = 1 ] && [ ! -x /usr/bin/chromium ]; then packages+=(chromium chromium-driver); fi
+if [ $serve = 1 ] && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then packages+=(haproxy); fi
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${packages[*]}"
   sudo_cmd=""; [ "$(id -u)" != 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${packages[@]}" >/dev/null
 fi

@@ -77,3 +77,37 @@ def chromium(profile: Path, viewport: dict[str, int] | None = None):
             yield page
         finally:
             context.close()
+
+
+@contextmanager
+def chromium_browser():
+    """One headless Chromium; `browser.new_context()` gives each visitor its own cookies (sticky sessions)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free localhost ports (scripts/serve.sh numbers replicas from a base)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        try:
+            sockets = []
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")

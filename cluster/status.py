@@ -1,0 +1,63 @@
+"""One replica's status as JSON, served at /replica/status by replica.py (and through the balancer at
+/replica/<name>/status): who it is, its sessions, its runs in flight and queued, its memory.
+
+    {"replica": "r1", "pid": 1234, "state": "ONE_OR_MORE_SESSIONS_CONNECTED", "sessions": 3,
+     "runs_in_flight": 1, "runs_queued": 0, "rss_mb": 1180, "uptime_s": 312}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import psutil
+
+STARTED = time.time()
+REPLICA_ENV = "ATTN_EXPLORER_REPLICA"  # the replica's name, set by scripts/serve.sh (r1, r2, …)
+
+
+def serving_status() -> dict[str, int | None]:
+    """Runs in flight and queued on this server, from the memory budget of engine/serving (issue 10).
+
+    The budget is being built; once `engine.serving.status()` exists it is used as is and is expected to
+    return {"runs_in_flight": n, "runs_queued": n} (extra keys are passed through). Until then runs are
+    unknown (None): this replica has no queue to report. Before the app has imported the engine (no visitor
+    yet) nothing can be running; the engine is not imported here (it imports torch: seconds).
+    """
+    serving = sys.modules.get("engine.serving")
+    if serving is None:
+        return {"runs_in_flight": 0, "runs_queued": 0}
+    status = getattr(serving, "status", None)
+    if callable(status):
+        return dict(status())
+    return {"runs_in_flight": None, "runs_queued": None}
+
+
+def session_count() -> int:
+    """Browser sessions connected to this Streamlit server (the gauge /_stcore/metrics reports)."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return 0
+    stats = Runtime.instance().stats_mgr.get_stats(family_names=["active_sessions"])
+    return sum(int(stat.value) for stat in stats.get("active_sessions", []))
+
+
+def runtime_state() -> str:
+    from streamlit.runtime import Runtime
+
+    return Runtime.instance().state.name if Runtime.exists() else "NOT_STARTED"
+
+
+def replica_status() -> dict:
+    """Everything an operator needs about this replica, in one JSON-ready dict."""
+    return {
+        "replica": os.environ.get(REPLICA_ENV, "single"),
+        "pid": os.getpid(),
+        "state": runtime_state(),
+        "sessions": session_count(),
+        **serving_status(),
+        "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
+        "uptime_s": round(time.time() - STARTED),
+    }

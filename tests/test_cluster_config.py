@@ -1,0 +1,85 @@
+"""The balancer's configuration, the status report and the replica status, without starting any process
+(tests/test_cluster.py runs them for real)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+from cluster import haproxy, report, status
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def test_upstreams_are_named_in_order_or_by_the_operator():
+    assert haproxy.parse_upstreams(["127.0.0.1:8601", "127.0.0.1:8602"]) == [
+        haproxy.Upstream("r1", "127.0.0.1:8601"), haproxy.Upstream("r2", "127.0.0.1:8602")]
+    assert haproxy.parse_upstreams(["gpu-a=10.0.0.11:8501", "[::1]:8502"]) == [
+        haproxy.Upstream("gpu-a", "10.0.0.11:8501"), haproxy.Upstream("r2", "[::1]:8502")]
+
+
+@pytest.mark.parametrize("items", [[], ["host"], ["host:0"], ["host:70000"], ["a b=host:1"], ["x=h:1", "x=h:2"],
+                                   ["host:1\n    server evil 1.2.3.4:80"]])
+def test_bad_upstreams_are_refused(items):
+    with pytest.raises(ValueError):
+        haproxy.parse_upstreams(items)
+
+
+def test_the_configuration_has_sticky_sessions_health_checks_websockets_and_status():
+    text = haproxy.render(haproxy.parse_upstreams(["127.0.0.1:8601", "127.0.0.1:8602"]), port=8500)
+    assert "bind 127.0.0.1:8500" in text
+    assert f"cookie {haproxy.COOKIE} insert indirect nocache" in text  # sticky sessions
+    assert "option redispatch" in text  # a dead replica's visitors go to another
+    assert "http-check send meth GET uri /_stcore/health" in text
+    assert "timeout tunnel 1h" in text  # the websocket outlives long runs
+    assert "stats uri /haproxy" in text and "stats auth" not in text
+    assert "server r1 127.0.0.1:8601 cookie r1" in text and "server r2 127.0.0.1:8602 cookie r2" in text
+    assert "use-server r2 if { var(txn.replica) -m str r2 }" in text
+    assert not re.search(r"@[A-Z_]+@", text)  # every placeholder filled
+    guarded = haproxy.render(haproxy.parse_upstreams(["h:1"]), port=80, bind="0.0.0.0", stats_auth="ops:s3cret")
+    assert "bind 0.0.0.0:80" in guarded and "stats auth ops:s3cret" in guarded
+    with pytest.raises(ValueError):
+        haproxy.render(haproxy.parse_upstreams(["h:1"]), port=80, stats_auth="no colon")
+
+
+@pytest.mark.skipif(not os.path.exists(HAPROXY), reason="haproxy is not installed (bash scripts/setup.sh --dev)")
+def test_haproxy_accepts_the_rendered_configuration(tmp_path):
+    config = tmp_path / "haproxy.cfg"
+    rendered = subprocess.run([sys.executable, "-m", "cluster.haproxy", "--port", "8500", "127.0.0.1:8601",
+                               "b=127.0.0.1:8602"], capture_output=True, text=True, check=True)
+    config.write_text(rendered.stdout)
+    checked = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_report_table_marks_unknown_values():
+    entries = [{"replica": "r1", "address": "127.0.0.1:8601", "balancer": "UP", "check": "L7OK", "connections": 2,
+                "sessions": 2, "runs_in_flight": None, "runs_queued": None, "rss_mb": 1130, "pid": 7, "uptime_s": 9},
+               {"replica": "r2", "address": "127.0.0.1:8602", "balancer": "DOWN", "check": "L4CON", "connections": 0}]
+    lines = report.table(entries).splitlines()
+    assert lines[0].split() == report.COLUMNS
+    assert lines[1].split() == ["r1", "127.0.0.1:8601", "UP", "L7OK", "2", "2", "-", "-", "1130", "7", "9"]
+    assert lines[2].split()[:5] == ["r2", "127.0.0.1:8602", "DOWN", "L4CON", "0"]
+    assert lines[2].split()[5:] == ["-"] * 6
+
+
+def test_replica_status_uses_the_serving_status_once_it_exists(monkeypatch):
+    monkeypatch.setenv(status.REPLICA_ENV, "r7")
+    monkeypatch.delitem(sys.modules, "engine.serving", raising=False)  # no visitor yet: the engine not imported
+    idle = status.replica_status()
+    assert idle["replica"] == "r7" and idle["runs_in_flight"] == 0 and idle["runs_queued"] == 0
+    assert idle["sessions"] == 0 and idle["state"] == "NOT_STARTED" and idle["rss_mb"] > 0
+
+    monkeypatch.setitem(sys.modules, "engine.serving", types.ModuleType("engine.serving"))
+    assert status.serving_status() == {"runs_in_flight": None, "runs_queued": None}  # no budget yet: unknown
+
+    budget = types.ModuleType("engine.serving")
+    budget.status = lambda: {"runs_in_flight": 2, "runs_queued": 5, "budget_mb": 3000}
+    monkeypatch.setitem(sys.modules, "engine.serving", budget)
+    assert status.replica_status()["runs_queued"] == 5 and status.replica_status()["budget_mb"] == 3000
