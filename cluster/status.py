@@ -17,21 +17,12 @@ STARTED = time.time()
 REPLICA_ENV = "ATTN_EXPLORER_REPLICA"  # the replica's name, set by scripts/serve.sh (r1, r2, …)
 
 
-def serving_status() -> dict[str, int | None]:
-    """Runs in flight and queued on this server, from the memory budget of engine/serving (issue 10).
-
-    The budget is being built; once `engine.serving.status()` exists it is used as is and is expected to
-    return {"runs_in_flight": n, "runs_queued": n} (extra keys are passed through). Until then runs are
-    unknown (None): this replica has no queue to report. Before the app has imported the engine (no visitor
-    yet) nothing can be running; the engine is not imported here (it imports torch: seconds).
-    """
+def serving_status() -> dict[str, int]:
+    """Runs in flight and queued (and the memory budget's use) on this server, from engine.serving.status().
+    Before the app has imported the engine (no visitor yet) nothing can be running; the engine is not imported
+    here (it imports torch: seconds)."""
     serving = sys.modules.get("engine.serving")
-    if serving is None:
-        return {"runs_in_flight": 0, "runs_queued": 0}
-    status = getattr(serving, "status", None)
-    if callable(status):
-        return dict(status())
-    return {"runs_in_flight": None, "runs_queued": None}
+    return dict(serving.status()) if serving is not None else {"runs_in_flight": 0, "runs_queued": 0}
 
 
 def session_count() -> int:

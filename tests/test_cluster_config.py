@@ -8,11 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import types
 
 import pytest
 
+import engine.serving
 from cluster import haproxy, report, status
+from engine.serving.cache import RunCache
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -69,17 +73,45 @@ def test_the_report_table_marks_unknown_values():
     assert lines[2].split()[5:] == ["-"] * 6
 
 
-def test_replica_status_uses_the_serving_status_once_it_exists(monkeypatch):
+def test_replica_status_reports_the_serving_status(monkeypatch):
     monkeypatch.setenv(status.REPLICA_ENV, "r7")
     monkeypatch.delitem(sys.modules, "engine.serving", raising=False)  # no visitor yet: the engine not imported
     idle = status.replica_status()
     assert idle["replica"] == "r7" and idle["runs_in_flight"] == 0 and idle["runs_queued"] == 0
     assert idle["sessions"] == 0 and idle["state"] == "NOT_STARTED" and idle["rss_mb"] > 0
 
-    monkeypatch.setitem(sys.modules, "engine.serving", types.ModuleType("engine.serving"))
-    assert status.serving_status() == {"runs_in_flight": None, "runs_queued": None}  # no budget yet: unknown
-
     budget = types.ModuleType("engine.serving")
     budget.status = lambda: {"runs_in_flight": 2, "runs_queued": 5, "budget_mb": 3000}
     monkeypatch.setitem(sys.modules, "engine.serving", budget)
     assert status.replica_status()["runs_queued"] == 5 and status.replica_status()["budget_mb"] == 3000
+
+
+class _OneMB:
+    def storages(self):
+        yield id(self), 1 << 20
+
+
+def test_the_serving_status_counts_the_run_caches_of_the_process():
+    cache = RunCache(budget_bytes=100 << 20, poll_s=0.01)
+    before = engine.serving.status()
+    gate = threading.Event()
+
+    def compute(cancel, prefix):
+        gate.wait(5)
+        return _OneMB()
+
+    threads = [threading.Thread(target=cache.get, args=(f"t{i}", compute, 60 << 20)) for i in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while cache.status().queued < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    during = engine.serving.status()
+    assert during["runs_in_flight"] - before["runs_in_flight"] == 1  # 60 MB of 100: one at a time
+    assert during["runs_queued"] - before["runs_queued"] == 2
+    gate.set()
+    for t in threads:
+        t.join()
+    after = engine.serving.status()
+    assert after["runs_in_flight"] == before["runs_in_flight"] and after["runs_queued"] == before["runs_queued"]
+    assert after["cached_runs"] - before["cached_runs"] == 3

@@ -23,6 +23,7 @@ from typing import Literal
 
 from ..errors import BudgetExceeded, RateLimited, RunCancelled
 from ..trace import Prefix, Trace
+from . import _caches
 
 Compute = Callable[[Callable[[], bool], "Prefix | None"], Trace]  # (cancel, prefix to resume from) -> trace
 
@@ -82,6 +83,7 @@ class RunCache:
         self._reserved = 0
         self._cond = threading.Condition()
         self.runs_started = 0  # engine runs begun (cache misses), for tests and status
+        _caches.add(self)
 
     # ---- reading -----------------------------------------------------------------------------------------
 
@@ -99,8 +101,9 @@ class RunCache:
     def status(self) -> Status:
         with self._cond:
             running = sum(f.state == "running" for f in self._flights.values())
+            queued = len(self._queue)
             return Status(self.budget_bytes, self._cached_bytes(), self._reserved, len(self._entries), running,
-                          len(self._queue))
+                          queued)
 
     @property
     def nbytes(self) -> int:
