@@ -17,7 +17,7 @@ import torch
 from .errors import InputError
 from .interventions import check_patch
 from .trace import Trace
-from .transformer import HeadPatch, block, rotary_angles
+from .transformer import HeadPatch, after, block, rotary_angles
 
 # per variant: head -> query position -> z [d_head]
 LayerPatch = HeadPatch
@@ -64,8 +64,8 @@ def run_variants(base: Trace, variants: Sequence[tuple[int, LayerPatch]], positi
         patches = [_in_range(_merged(own, checked[i] if variants[i][0] == index else {}), start, stop)
                    for i in active]
         past = (stored["k_kv"][:, :start], stored["v_kv"][:, :start])  # [n_kv_heads, start, d_head] each
-        x, _ = block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], rope, patches,
-                     base.attention, past=past)
+        x = block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], rope, patches,
+                  base.attention, extend=after(*past))
     out = torch.empty_like(x)
     out[torch.tensor(active, device=x.device)] = x
     return out

@@ -95,7 +95,7 @@ def generate(model, text: str, max_new_tokens: int = 32, temperature: float = 0.
     check_settings(model, len(ids), max_new_tokens, temperature, top_k, seed, limit)
     head_mask = model.check_head_mask(head_mask)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    cache = KVCache()
+    cache = KVCache(cfg, len(ids) + max_new_tokens, model.device, model.dtype)
     records: list[list[Record]] = []  # per pass, per layer
     finals, lasts = [], []
     new_ids: list[int] = []

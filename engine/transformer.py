@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -66,9 +66,20 @@ def rotary_angles(cfg: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tens
 
 
 def project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x [..., m, d_model] through per-head W [h, d_model, d_head] -> [..., h, m, d_head]."""
-    out = torch.einsum("...md,hde->...hme", x, W)
+    """x [..., m, d_model] through per-head W [h, d_model, d_head] -> [..., h, m, d_head].
+
+    One matmul against W seen as [d_model, h·d_head]: the weights are stored that way (engine.weights), so
+    the reshape is free and no weight is copied per call (which dominates a one-token generation step)."""
+    h, d_model, d_head = W.shape
+    out = x @ W.permute(1, 0, 2).reshape(d_model, h * d_head)  # [..., m, h·d_head]
+    out = out.unflatten(-1, (h, d_head)).transpose(-2, -3)  # [..., h, m, d_head]
     return out if b is None else out + b[:, None, :]
+
+
+def unproject(z: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
+    """Sum over heads of z [..., h, m, d_head] @ W_O[h] [d_head, d_model] -> [..., m, d_model] (one matmul)."""
+    h, d_head, d_model = W_O.shape
+    return z.transpose(-2, -3).flatten(-2) @ W_O.reshape(h * d_head, d_model)
 
 
 def causal_mask(n_query: int, n_key: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -89,35 +100,54 @@ def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offse
 
 
 def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
-    """z = pattern @ v for q [..., h, m, d_head] against k, v [..., h, n, d_head] (queries are the last m
-    positions)."""
+    """z = pattern @ v for queries q [..., n_heads, m, d_head] against the key/value heads k, v [..., n_kv_heads,
+    n, d_head] that they share in groups (the queries are the last m of the n positions)."""
     m, n = q.shape[-2], k.shape[-2]
+    group = q.shape[-3] // k.shape[-3]
     if how == "explicit":
+        k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)  # [..., n_heads, n, d_head]
         return explicit_pattern(q, k, causal, query_offset=n - m) @ v
     mask = None
     if causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
         mask = ~causal_mask(m, n, q.device)
     batched = q.ndim > 3
     q, k, v = (q, k, v) if batched else (q[None], k[None], v[None])  # SDPA's kernels want [batch, h, m, d]
-    z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and m == n and m > 1)
-    return z if batched else z[0]  # [..., h, m, d_head]
+    z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and m == n and m > 1,
+                                       enable_gqa=group > 1)  # shared heads read in place, not repeated
+    return z if batched else z[0]  # [..., n_heads, m, d_head]
 
 
-# Keys and values of earlier positions that the queries also attend to: [..., n_kv_heads, p, d_head] each.
-Past = tuple[torch.Tensor, torch.Tensor]
+# Adds this call's keys and values [..., n_kv_heads, m, d_head] to those of earlier positions (a generation
+# cache, or a base run's) and returns all of them, earlier positions first.
+Extend = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 # What replaces z in one layer: head -> query position -> z [d_head]; one mapping, or one per batch row.
 HeadPatch = Mapping[int, Mapping[int, torch.Tensor]]
 
 
-@dataclass
 class KVCache:
-    """Keys and values of every layer so far (after rotary), for generation one token at a time."""
+    """Keys and values (after rotary) of every layer, in buffers sized for the whole generation: each step
+    writes its token's in place, so a step costs the same whatever the length so far."""
 
-    k: list[torch.Tensor | None] = field(default_factory=list)  # per layer [n_kv_heads, n, d_head]
-    v: list[torch.Tensor | None] = field(default_factory=list)
+    def __init__(self, cfg: ModelConfig, capacity: int, device: torch.device, dtype: torch.dtype):
+        shape = (cfg.n_layers, cfg.n_kv_heads, capacity, cfg.d_head)
+        self.k = torch.empty(shape, device=device, dtype=dtype)  # [n_layers, n_kv_heads, capacity, d_head]
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0  # positions filled by completed passes
 
-    def past(self, layer: int) -> Past | None:
-        return None if not self.k or self.k[layer] is None else (self.k[layer], self.v[layer])
+    def extend(self, layer: int) -> Extend:
+        def add(k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            end = self.length + k.shape[-2]
+            self.k[layer, :, self.length:end], self.v[layer, :, self.length:end] = k, v
+            return self.k[layer, :, :end], self.v[layer, :, :end]
+        return add
+
+
+def after(k_past: torch.Tensor, v_past: torch.Tensor) -> Extend:
+    """Extend with fixed earlier keys and values [n_kv_heads, p, d_head] (a base run's), for any batch size."""
+    def add(k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.cat([k_past.expand(*k.shape[:-2], -1, -1), k], dim=-2),
+                torch.cat([v_past.expand(*v.shape[:-2], -1, -1), v], dim=-2))
+    return add
 
 
 def apply_patch(z: torch.Tensor, patch: HeadPatch | Sequence[HeadPatch]) -> None:
@@ -131,10 +161,9 @@ def apply_patch(z: torch.Tensor, patch: HeadPatch | Sequence[HeadPatch]) -> None
 
 def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
               rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch],
-              how: Attention, past: Past | None = None, record: Record | None = None
-              ) -> tuple[torch.Tensor, Past]:
-    """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions.
-    Returns attn_out [(B,) m, d_model] and the keys and values of all positions (past + these), for a cache."""
+              how: Attention, extend: Extend | None = None, record: Record | None = None) -> torch.Tensor:
+    """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions
+    (earlier positions' keys and values come from `extend`). Returns attn_out [(B,) m, d_model]."""
     q = project(x, w.W_Q, w.b_Q)  # [(B,) n_heads, m, d_head]
     k = project(x, w.W_K, w.b_K)  # [(B,) n_kv_heads, m, d_head]
     v = project(x, w.W_V, w.b_V)  # [(B,) n_kv_heads, m, d_head]
@@ -142,19 +171,16 @@ def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bo
         q, k = rotary(q, *rope), rotary(k, *rope)
     if record is not None:
         record.update(q=q, k_kv=k, v_kv=v)
-    if past is not None:  # earlier positions' keys and values come first
-        k = torch.cat([past[0].expand(*k.shape[:-2], -1, -1), k], dim=-2)  # [(B,) n_kv_heads, p + m, d_head]
-        v = torch.cat([past[1].expand(*v.shape[:-2], -1, -1), v], dim=-2)
-    k_all = k.repeat_interleave(cfg.kv_group, dim=-3)  # [(B,) n_heads, n, d_head]
-    v_all = v.repeat_interleave(cfg.kv_group, dim=-3)
-    z = attention_z(q, k_all, v_all, causal, how) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
+    if extend is not None:
+        k, v = extend(k, v)  # [(B,) n_kv_heads, p + m, d_head]
+    z = attention_z(q, k, v, causal, how) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
     apply_patch(z, patch)
-    attn_out = torch.einsum("...hme,hed->...md", z, w.W_O)  # [(B,) m, d_model]
+    attn_out = unproject(z, w.W_O)  # [(B,) m, d_model]
     if w.b_O is not None:
         attn_out = attn_out + w.b_O
     if record is not None:
         record.update(z=z, attn_out=attn_out)
-    return attn_out, (k, v)
+    return attn_out
 
 
 def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
@@ -173,18 +199,18 @@ def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
 
 def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
           rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch], how: Attention,
-          past: Past | None = None, record: Record | None = None) -> tuple[torch.Tensor, Past]:
-    """One transformer block on the residual stream x [(B,) m, d_model]: (resid_post, keys and values).
-    record, when given, receives what a Trace stores of the block."""
+          extend: Extend | None = None, record: Record | None = None) -> torch.Tensor:
+    """One transformer block on the residual stream x [(B,) m, d_model] -> resid_post. record, when given,
+    receives what a Trace stores of the block."""
     if record is not None:
         record["resid_pre"] = x
     if cfg.norm_placement == "pre":
-        attn_out, kv = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, past, record)
+        attn_out = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, extend, record)
         resid_mid = x + attn_out
         mlp_out = mlp(norm(resid_mid, w.ln2, cfg), w.mlp, cfg)
         resid_post = resid_mid + mlp_out
     else:  # post-norm: the norm follows each sum
-        attn_out, kv = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, past, record)
+        attn_out = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, extend, record)
         resid_mid = norm(x + attn_out, w.ln1, cfg)
         mlp_out = mlp(resid_mid, w.mlp, cfg)
         resid_post = norm(resid_mid + mlp_out, w.ln2, cfg)
@@ -192,7 +218,7 @@ def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, head
             record["resid_mid"] = resid_mid  # not a plain sum: keep it
     if record is not None:
         record["mlp_out"] = mlp_out
-    return resid_post, kv
+    return resid_post
 
 
 def embed(token_ids: torch.Tensor, w: Weights, cfg: ModelConfig, offset: int = 0) -> torch.Tensor:
@@ -236,7 +262,7 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
     """Run token_ids [m] (at positions offset..offset+m-1) through the blocks.
 
     start=(layer, resid_pre of that layer): skip the earlier layers (their records are the caller's).
-    cache: keys and values of positions 0..offset-1 from earlier calls; this call's are appended.
+    cache: keys and values of positions 0..offset-1 from earlier calls; this call's are added to it.
     cancel: asked before each layer; True stops the run with RunCancelled.
     """
     patch = patch or {}
@@ -244,8 +270,6 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
     rope = None
     if cfg.positions == "rotary":
         rope = rotary_angles(cfg, torch.arange(offset, offset + len(token_ids), device=x.device))
-    if cache is not None and not cache.k:
-        cache.k, cache.v = [None] * cfg.n_layers, [None] * cfg.n_layers
     heads_on = head_mask.to(device=x.device, dtype=x.dtype)  # [n_layers, n_heads]
     records: list[Record] = []
     for layer in range(first, cfg.n_layers):
@@ -254,9 +278,9 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
             stop.done = (records, layer, x)  # what was computed: the model turns it into a reusable prefix
             raise stop
         record: Record = {}
-        x, kv = block(x, w.blocks[layer], cfg, causal, heads_on[layer], rope, patch.get(layer, {}), attention_impl,
-                      past=cache.past(layer) if cache is not None else None, record=record)
-        if cache is not None:
-            cache.k[layer], cache.v[layer] = kv
+        x = block(x, w.blocks[layer], cfg, causal, heads_on[layer], rope, patch.get(layer, {}), attention_impl,
+                  extend=cache.extend(layer) if cache is not None else None, record=record)
         records.append(record)
+    if cache is not None:
+        cache.length += len(token_ids)
     return Forward(records=records, resid_last=x, resid_final=final_norm(x, w, cfg))

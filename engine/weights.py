@@ -81,10 +81,16 @@ class Weights:
         def pick(prefix: str, names: tuple[str, ...]) -> dict[str, Tensor | None]:
             return {name: p.get(f"{prefix}.{name}") for name in names}
 
+        def attention(prefix: str) -> AttentionWeights:
+            found = pick(prefix, tuple(f.name for f in fields(AttentionWeights)))
+            for name in ("W_Q", "W_K", "W_V"):
+                found[name] = _heads_as_columns(found[name])
+            return AttentionWeights(**found)
+
         blocks = tuple(
             BlockWeights(
                 ln1=norm(f"blocks.{layer}.ln1"), ln2=norm(f"blocks.{layer}.ln2"),
-                attn=AttentionWeights(**pick(f"blocks.{layer}.attn", tuple(f.name for f in fields(AttentionWeights)))),
+                attn=attention(f"blocks.{layer}.attn"),
                 mlp=MLPWeights(**pick(f"blocks.{layer}.mlp", tuple(f.name for f in fields(MLPWeights)))),
             )
             for layer in range(n_layers)
@@ -109,6 +115,13 @@ class Weights:
     def tied_unembedding(self) -> bool:
         """True when W_U is W_E transposed, sharing its memory (GPT-2, SmolLM2)."""
         return self.unembed is not None and _same_storage(self.unembed.W_U, self.W_E)
+
+
+def _heads_as_columns(W: Tensor) -> Tensor:
+    """W [h, d_model, d_head] with the memory of a [d_model, h·d_head] matrix (a view with the same values):
+    projecting all heads at once is then one matmul without copying the weight."""
+    h, d_model, d_head = W.shape
+    return W.permute(1, 0, 2).reshape(d_model, h * d_head).contiguous().view(d_model, h, d_head).permute(1, 0, 2)
 
 
 _TL_NAMES = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_type": "token_type_embed.W_type"}

@@ -58,7 +58,7 @@ def test_value_weighted_norms_equal_a_direct_computation(which, runs):
             np.testing.assert_allclose(value_weighted.head_weighted(trace, layer, head), want, rtol=1e-6, atol=1e-9)
         want = parts[4, 3].norm(dim=-1).numpy()  # head 4, query 3: [n]
         row = value_weighted.head_weighted(trace, layer, 4, rows=3, normalise=True)
-        np.testing.assert_allclose(row[0], want / want.sum(), rtol=1e-6)
+        np.testing.assert_allclose(row[0], want / want.sum(), rtol=1e-5)  # float32 inputs
         block = value_weighted.layer_weighted(trace, layer, rows=slice(2, 5), normalise=True)
         np.testing.assert_allclose(block, want_layer[2:5] / want_layer[2:5].sum(-1, keepdims=True), rtol=1e-6)
         np.testing.assert_allclose(block.sum(-1), 1.0, atol=1e-12)
