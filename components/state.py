@@ -17,6 +17,7 @@ from its default. The registry collects every view's fields and the tabs into th
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -30,12 +31,12 @@ from components.content import DEFAULT_SENTENCE
 from components.figures.layout import FORMATS
 from components.settings import Settings
 
-Value = str | int | bool
+Value = str | int | float | bool
 DEFAULT_MODEL = next(iter(engine.EMBEDDED))
 OTHER_MODEL = "other"  # the model picker's "other…": a hub id or folder typed into the CUSTOM_KEY field
 MAX_MODEL_NAME = 512  # longest hub id or folder path taken from the field or the link (hub ids: at most 96)
 MAX_LINK_TEXT = 6_000  # longest URL-encoded sentence kept in the link (proxies refuse request lines over 8 KB)
-MAX_FIELD_TEXT = 200  # longest text a view's own field takes from the link
+MAX_FIELD_TEXT = 200  # longest text a view's own field takes from the link, unless it says otherwise
 
 # Choices: id -> label. The link and the session hold ids; only widgets show the labels.
 MASKS = {"default": "model default", "causal": "causal", "none": "none"}
@@ -56,8 +57,9 @@ class Field:
     """A value one view keeps in the link as `?<link>=value`, where `link` is "<view id>.<name>"."""
 
     link: str
-    default: Value
+    default: Value  # its type is the field's type: bool, int, float or str
     choices: tuple[Value, ...] = ()  # the values allowed; empty: any value of the default's type
+    max_chars: int = MAX_FIELD_TEXT  # a str field's longest value
 
     def parse(self, raw: str) -> Value | None:
         """The value a link's text stands for, or None when this field does not take it."""
@@ -65,8 +67,10 @@ class Field:
             value = {"1": True, "0": False}.get(raw)
         elif isinstance(self.default, int):
             value = _int(raw)
+        elif isinstance(self.default, float):
+            value = _float(raw)
         else:
-            value = raw[:MAX_FIELD_TEXT]
+            value = raw[: self.max_chars]
         return value if value is not None and (not self.choices or value in self.choices) else None
 
 
@@ -193,6 +197,14 @@ def _int(raw: str | None, default: int | None = None) -> int | None:
         return int(raw)
     except (TypeError, ValueError):
         return default
+
+
+def _float(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _choice(raw: str | None, choices: Mapping[str, str], default: str) -> str:

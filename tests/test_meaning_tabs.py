@@ -47,7 +47,8 @@ def test_deltas_tab(model, models):
     assert set(charts(at)) == {"deltas_norms", "deltas_sum", "deltas_dims", "deltas_values"}
     norms = decode(charts(at)["deltas_norms"]["data"][0]["z"])  # [n_heads, n] ‖head_out‖ of layer 1
     np.testing.assert_allclose(norms, deltas.head_delta_norms(trace, LAYER), rtol=1e-5, atol=1e-6)
-    assert float(at.metric[0].value) < 1e-4  # Σ head_out + b_O = attn_out, the page's only metric
+    (check,) = at.metric  # the page's only metric: max |Σ head_out + b_O − attn_out|
+    assert check.label.startswith("check") and float(check.value) < 1e-4
     assert any("burrowing" not in m.value and "mole" in m.value for m in at.markdown)  # the last word by default
     at.selectbox(key="deltas_token").set_value(2)
     ok(at.run())

@@ -77,6 +77,10 @@ def test_view_fields_travel_only_when_set():
     assert "projections.mode" not in read(**{"projections.mode": "qk"}).to_query(OPEN)  # the default stays out
     flag = Field("heads.flag", False)
     assert (flag.parse("1"), flag.parse("0"), flag.parse("yes")) == (True, False, None)
+    temperature = Field("generate.temperature", 0.0)  # the kinds of field later views need
+    assert (temperature.parse("0.7"), temperature.parse("nan"), temperature.parse("hot")) == (0.7, None, None)
+    second = Field("compare.text", "", max_chars=5)
+    assert second.parse("a <b> sentence") == "a <b>"
 
 
 def test_a_schema_refuses_fields_that_are_not_a_views_own():
