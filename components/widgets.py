@@ -60,7 +60,7 @@ def token_multiselect(label: str, tokens: Sequence[str], key: str, default: list
 
 
 def table(data: Any, key: str, **kwargs: Any) -> None:
-    """st.dataframe inside a container keyed `key`: a display table keeps no key of its own that tests (or a
-    page's CSS) could find it by."""
+    """st.dataframe inside a container keyed `key`: a display-only table keeps no key of its own that AppTest
+    could find it by."""
     with st.container(key=key):
         st.dataframe(data, **kwargs)

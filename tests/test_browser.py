@@ -137,9 +137,10 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, ser
     assert camera_options(page, "pattern_fig") == {"format": "png", "filename": "attention-explorer-pattern_fig",
                                                    "width": 1000, "height": 700, "scale": 3}
     page.locator(".st-key-figure_format").get_by_text("SVG", exact=True).click()
-    page.wait_for_function("() => document.querySelector('.st-key-pattern_fig .js-plotly-plot')"
-                           "?._context?.toImageButtonOptions?.format === 'svg'", timeout=UPDATE_MS, polling=250)
-    wait_until(page, "s.title === 'Attention pattern · layer 0, head 1'")
+    page.wait_for_function(  # the run is over and the one chart left (a redrawn chart replaces the old) saves SVG
+        "() => { const plots = document.querySelectorAll('.st-key-pattern_fig .js-plotly-plot');"
+        " return !document.querySelector('[data-testid=\"stStatusWidget\"]') && plots.length === 1"
+        " && plots[0]._context?.toImageButtonOptions?.format === 'svg'; }", timeout=UPDATE_MS, polling=250)
     saved = save_with_camera(page, "pattern_fig", tmp_path)
     assert saved.name == "attention-explorer-pattern_fig.svg"
     svg = saved.read_text()
