@@ -40,6 +40,7 @@ def rerun_times(n_tokens: int, repeats: int) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     import engine
+    from components.views.registry import label
 
     model = engine.load("smollm2-135m")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
@@ -50,7 +51,7 @@ def rerun_times(n_tokens: int, repeats: int) -> dict[str, float]:
     for i in range(repeats):
         at.slider(key="head").set_value((i % 8) + 1).run()
         show.append(at.session_state.server_ms)
-    at.session_state["tab"] = "Interventions"
+    at.session_state["tab"] = label("interventions")
     at.run()
     for i in range(repeats):  # each switch is a new combination: an engine run that no cache holds
         at.button(key="heads_toggle_this").click().run()
@@ -65,8 +66,8 @@ def payloads(lengths: list[int]) -> list[tuple[int, int, int]]:
     import numpy as np
 
     import engine
-    from components import head_grid
-    from components.pattern import pattern_figure
+    from components.figures import heads as head_grid
+    from components.figures.pattern import pattern_figure
 
     model = engine.load("smollm2-135m")
     rows = []

@@ -7,7 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from streamlit.testing.v1 import AppTest
+
+from components import state
+from components.views.registry import SCHEMA, label
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -24,9 +28,30 @@ def start(**query) -> AppTest:
     return new_app(**query).run()
 
 
+def app_state(at: AppTest) -> state.AppState:
+    """The app state the session holds, read from its keys as the app reads it."""
+    return state.from_session(at.session_state, SCHEMA)
+
+
+def open_tab(at: AppTest, view_id: str) -> AppTest:
+    """Click a tab (st.tabs holds its label) and rerun."""
+    at.session_state[state.KEYS["tab"]] = label(view_id)
+    return at.run()
+
+
+def table(at: AppTest, key: str) -> pd.DataFrame:
+    """The numbers behind the table shown under `key`."""
+    return at.get_by_key(key).dataframe[0].value
+
+
 def charts(at: AppTest) -> dict[str, dict]:
     """Plotly figures on the page by their widget key."""
     return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def chart_configs(at: AppTest) -> dict[str, dict]:
+    """The Plotly config (camera button options) of each figure on the page, by widget key."""
+    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.config) for el in at.get("plotly_chart")}
 
 
 def decode(value) -> np.ndarray:

@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from apptest_tools import charts, heatmap, start
+from apptest_tools import app_state, chart_configs, charts, heatmap, open_tab, start, table
 from streamlit.testing.v1 import AppTest
 
+from components.labels import plotly_escape
+
 pytestmark = pytest.mark.slow
+
 
 def pattern_ticks(at: AppTest) -> list[str]:
     layout = charts(at)["pattern_fig"]["layout"]
@@ -57,29 +60,27 @@ def test_switching_heads_off_changes_the_prediction_panel():
     at = start(text="The capital of France is", layer=0)
     before = charts(at)["pred_fig_pattern_tab"]
     assert not at.dataframe  # no comparison table without an intervention
-    at.session_state["tab"] = "Interventions"
-    at.run()
+    open_tab(at, "interventions")
     at.button(key="heads_layer_off").click().run()
     no_errors(at)
-    assert at.session_state.heads_off == frozenset((0, h) for h in range(9))
+    assert app_state(at).heads_off == frozenset((0, h) for h in range(9))
     assert "pred_fig_interventions" in charts(at)
-    at.session_state["tab"] = "Attention pattern"
-    at.run()
+    open_tab(at, "pattern")
     after = charts(at)["pred_fig_pattern_tab"]
     assert after["data"] != before["data"]
-    table = at.dataframe[0].value
-    assert len(table) >= 10 and table["Δ pp"].abs().max() > 0.1  # change vs the unmodified run
-    paris = table[table["token"] == "␣Paris"].iloc[0]
+    compared = table(at, "pred_table_pattern_tab")
+    assert len(compared) >= 10 and compared["Δ pp"].abs().max() > 0.1  # change vs the unmodified run
+    paris = compared[compared["token"] == "␣Paris"].iloc[0]
     assert paris["before %"] > paris["probability %"]  # layer 0 off: " Paris" is no longer so sure
     assert "0.0" in at.query_params["off"]
 
 
 def test_the_url_restores_the_view():
     at = start(text="a fluffy blue creature roamed the verdant forest", layer=5, head=3, mask="none",
-               off="5.3,7.0", layout="key rows (notes)")
+               off="5.3,7.0", layout="key_rows")
     no_errors(at)
-    s = at.session_state
-    assert (s.layer, s.head, s.mask, s.layout) == (5, 3, "none", "key rows (notes)")
+    s = app_state(at)
+    assert (s.layer, s.head, s.mask, s.layout) == (5, 3, "none", "key_rows")
     assert s.heads_off == frozenset({(5, 3), (7, 0)})
     z = heatmap(charts(at)["pattern_fig"])
     assert np.allclose(z.sum(axis=0), 1, atol=1e-4)  # the notes' layout: columns sum to 1
@@ -96,7 +97,7 @@ def test_html_like_sentence_is_shown_literally():
     spec = json.dumps(charts(at)["pattern_fig"])
     assert "<b>" not in spec and "<img" not in spec
     joined = "".join(ticks)
-    assert "&lt;b&gt;" in joined or "＜b＞" in joined or "<" not in joined
+    assert joined == plotly_escape(text).replace(" ", "␣")  # every character, entity-escaped, spaces marked
 
 
 def test_minilm_explains_that_an_encoder_has_no_prediction():
@@ -114,3 +115,32 @@ def test_the_colour_scale_can_follow_the_head():
     at.toggle(key="pattern_own_scale").set_value(True).run()
     own = next(t for t in charts(at)["pattern_fig"]["data"] if t["type"] == "heatmap")
     assert own["zmax"] == pytest.approx(float(heatmap(charts(at)["pattern_fig"]).max()), rel=1e-5)
+
+
+def test_the_link_holds_ids_and_older_links_with_labels_still_open():
+    at = start(mask="model default", layout="key rows (notes)", tab="All heads")  # a link written before the ids
+    no_errors(at)
+    s = app_state(at)
+    assert (s.mask, s.layout, s.tab) == ("default", "key_rows", "heads")
+    assert "head_grid_fig" in charts(at)
+    link = at.query_params
+    assert (link["mask"], link["layout"], link["tab"]) == ("default", "key_rows", "heads")
+    at.radio(key="mask").set_value("none").run()
+    assert at.query_params["mask"] == "none" and app_state(at).causal is False
+
+
+def test_every_figure_downloads_as_png_or_svg_at_a_publication_size():
+    at = start()
+    for tab in ("pattern", "heads"):
+        open_tab(at, tab)
+        for key, config in chart_configs(at).items():
+            options = config["toImageButtonOptions"]
+            assert (options["format"], options["scale"], options["width"]) == ("png", 3, 1000), key
+            assert options["filename"] == f"attention-explorer-{key}" and not config["displaylogo"]
+    assert "figure" not in at.query_params
+    at.radio(key="figure_format").set_value("svg").run()
+    no_errors(at)
+    assert {c["toImageButtonOptions"]["format"] for c in chart_configs(at).values()} == {"svg"}
+    assert at.query_params["figure"] == "svg"
+    heights = {key: c["toImageButtonOptions"]["height"] for key, c in chart_configs(at).items()}
+    assert heights["head_grid_fig"] == charts(at)["head_grid_fig"]["layout"]["height"]  # the figure's own height

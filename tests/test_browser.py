@@ -1,7 +1,8 @@
 """The real app in a real browser: `streamlit run app.py` on a free localhost port, driven in headless Chromium.
 
 A visitor types a sentence, switches the mask and the head, and sees the heatmap and the prediction panel follow;
-a pasted `<img src=x onerror=alert(1)>` shows as text and runs nothing. Screenshots go to artifacts/screenshots/
+saves a figure as SVG with its camera button; a pasted `<img src=x onerror=alert(1)>` shows as text and runs
+nothing. The toolbar offers visitors no "Deploy" button. Screenshots go to artifacts/screenshots/
 (ignored by git); ATTN_EXPLORER_SHOTS=docs/screenshots refreshes the README's.
 """
 
@@ -81,6 +82,22 @@ def upper_triangle(z: list[list[float]]) -> float:
     return sum(v for i, row in enumerate(z) for j, v in enumerate(row) if j > i)
 
 
+def camera_options(page, key: str) -> dict:
+    """What the camera button of the figure under `key` saves (plotly's toImageButtonOptions)."""
+    return page.evaluate(f"() => document.querySelector('.st-key-{key} .js-plotly-plot')._context.toImageButtonOptions")
+
+
+def save_with_camera(page, key: str, tmp_path: Path) -> Path:
+    """Click the camera button of the figure under `key` (it shows on hover) and return the saved file."""
+    plot = page.locator(f".st-key-{key} .js-plotly-plot")
+    plot.hover()
+    with page.expect_download(timeout=UPDATE_MS) as download:
+        plot.locator('.modebar-btn[data-title^="Download plot"]').click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    return path
+
+
 def screenshot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / name
@@ -89,9 +106,11 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, server):
+def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, server, tmp_path):
     first = wait_until(page, "s.ticks.length > 3", timeout=FIRST_LOAD_MS)
     assert first["title"] == "Attention pattern · layer 0, head 0"
+    assert page.locator('[data-testid="stAppDeployButton"]').count() == 0  # no "Deploy" for visitors
+    assert page.get_by_role("button", name="Deploy").count() == 0
 
     # a new sentence: new tokens on the heatmap's axis, a new prediction
     submit_text(page, SENTENCE)
@@ -114,6 +133,19 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, ser
     assert head1["ticks"] == unmasked["ticks"]
     screenshot(page, "explorer.png")
 
+    # figures for a paper: PNG at 3,000 pixels by default; switched to SVG, the camera button saves a vector file
+    assert camera_options(page, "pattern_fig") == {"format": "png", "filename": "attention-explorer-pattern_fig",
+                                                   "width": 1000, "height": 700, "scale": 3}
+    page.locator(".st-key-figure_format").get_by_text("SVG", exact=True).click()
+    page.wait_for_function(  # the run is over and the one chart left (a redrawn chart replaces the old) saves SVG
+        "() => { const plots = document.querySelectorAll('.st-key-pattern_fig .js-plotly-plot');"
+        " return !document.querySelector('[data-testid=\"stStatusWidget\"]') && plots.length === 1"
+        " && plots[0]._context?.toImageButtonOptions?.format === 'svg'; }", timeout=UPDATE_MS, polling=250)
+    saved = save_with_camera(page, "pattern_fig", tmp_path)
+    assert saved.name == "attention-explorer-pattern_fig.svg"
+    svg = saved.read_text()
+    assert svg.startswith("<svg") and 'width="1000"' in svg[:500] and 'height="700"' in svg[:500]
+
     # pasted markup: shown as the characters typed, in tick labels and hover; no element, no script
     submit_text(page, XSS)
     literal = wait_until(page, "s.ticks.some(t => t.includes('<'))")
@@ -126,7 +158,10 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, ser
     hover.wait_for(timeout=UPDATE_MS)
     assert "query 0: <" in hover.text_content()
     screenshot(page, "literal-html.png")
-    page.wait_for_timeout(500)  # give a would-be onerror handler time to fire
+    # an image that fails to load fires its onerror handler: once a probe image made now has failed, one that the
+    # markup would have created earlier had its chance to fire too
+    assert page.evaluate("() => new Promise(done => { const probe = new Image(); probe.onerror = () => done(true);"
+                         " probe.src = 'x'; })")
     assert page.dialogs == []
     log = server[1].read_text()
     assert "Traceback" not in log, log[-3000:]  # the server logged no exception

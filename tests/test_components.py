@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
 
-from components import _image, head_grid, predictions, qk_detail  # noqa: E402
-from components.labels import (  # noqa: E402
+from components.figures import heads, predictions, qk
+from components.figures import image as _image
+from components.figures.layout import MASKED_COLOR, export_config, stacked_axes
+from components.figures.pattern import pattern_csv, pattern_figure, scores_figure
+from components.labels import (
     axis_ticks,
     markdown_literal,
     plotly_escape,
@@ -26,7 +29,6 @@ from components.labels import (  # noqa: E402
     token_labels,
     token_text,
 )
-from components.pattern import pattern_csv, pattern_figure, scores_figure  # noqa: E402
 
 NASTY = ["<b>", "<br>", "<script>", "<img src=x onerror=alert(1)>", "$x$", "$x^2$", "**", "&amp;", "%{x}", "a&b"]
 INJECTED = ["<b>", "<br>", "<script", "<img", "$x$", "$x^2$", "%{x}"]  # must never appear raw
@@ -193,7 +195,7 @@ def test_no_token_markup_reaches_any_figure_text():
     pattern, scores, masked = causal_pattern(len(tokens))
     for fig in (pattern_figure(pattern, tokens, scores=scores), scores_figure(scores, masked, tokens),
                 pattern_figure(pattern, tokens, image_threshold=4),
-                qk_detail.qk_figures(np.ones(4), np.ones((len(tokens), 4)), tokens, 3)["scores"],
+                qk.qk_figures(np.ones(4), np.ones((len(tokens), 4)), tokens, 3)["scores"],
                 predictions.prediction_figure([(t, 0.1) for t in tokens])):
         texts = strings(fig_json(fig))
         assert any("␣" in s or "&lt;" in s for s in texts)  # the labels are in there
@@ -305,12 +307,12 @@ def test_head_grid_places_each_pooled_pattern():
                          for la in range(n_layers)]).astype(np.float16)
     off = np.zeros((n_layers, n_heads), bool)
     off[2, 1] = True
-    fig = head_grid.head_grid_figure(patterns, selected=(1, 3), disabled=off, max_thumb_px=48, gap_px=2)
+    fig = heads.head_grid_figure(patterns, selected=(1, 3), disabled=off, max_thumb_px=48, gap_px=2)
     image, targets, crosses = fig.data
     rgb = _image.decode_png_uri(image.source)
     assert rgb.shape == (3 * 50 - 2, 4 * 50 - 2, 3)
-    pal = head_grid._palette()
-    thumbs = head_grid.thumbnails(patterns, 48)  # [3, 4, 48, 48]
+    pal = heads._palette()
+    thumbs = heads.thumbnails(patterns, 48)  # [3, 4, 48, 48]
     assert thumbs.shape == (3, 4, 48, 48)
     # thumbnail (1, 2) = max over blocks of the pattern; its pixels in the image
     edges = _image.pool_edges(n, 48)
@@ -329,9 +331,9 @@ def test_head_grid_places_each_pooled_pattern():
     assert list(crosses.x) == [1] and list(crosses.y) == [2]
     (rect,) = fig.layout.shapes
     assert (rect.x0, rect.x1, rect.y0, rect.y1) == (2.5, 3.5, 0.5, 1.5)
-    assert head_grid.point_to_head({"customdata": [1, 3], "x": 3, "y": 1}) == (1, 3)
-    assert head_grid.point_to_head({"x": 2.2, "y": 0.9}) == (1, 2)
-    assert head_grid.point_to_head({}) == (None, None)
+    assert heads.point_to_head({"customdata": [1, 3], "x": 3, "y": 1}) == (1, 3)
+    assert heads.point_to_head({"x": 2.2, "y": 0.9}) == (1, 2)
+    assert heads.point_to_head({}) == (None, None)
 
 
 def test_head_grid_of_smollm2_size_at_2048_tokens_is_small():
@@ -342,13 +344,13 @@ def test_head_grid_of_smollm2_size_at_2048_tokens_is_small():
     s0, s1 = base.strides
     patterns = as_strided(base, shape=(n_layers, n_heads, n, n), strides=(n_heads * s0, s0, s0, s1),
                           writeable=False)
-    fig = head_grid.head_grid_figure(patterns, selected=(0, 0), disabled=rng.random((n_layers, n_heads)) < 0.1)
+    fig = heads.head_grid_figure(patterns, selected=(0, 0), disabled=rng.random((n_layers, n_heads)) < 0.1)
     size = len(fig.to_json())
     assert size < 2_000_000, size
     assert _image.decode_png_uri(fig.data[0].source).shape == (30 * 50 - 2, 9 * 50 - 2, 3)
     # worst case for compression: thumbnails of pure noise, already at 48 px
     noise = rng.random((n_layers, n_heads, 48, 48), dtype=np.float32)
-    size = len(head_grid.head_grid_figure(noise, selected=(0, 0), disabled=noise[..., 0, 0] < 0.5).to_json())
+    size = len(heads.head_grid_figure(noise, selected=(0, 0), disabled=noise[..., 0, 0] < 0.5).to_json())
     assert size < 2_000_000, size
 
 
@@ -364,13 +366,13 @@ def test_max_pool_float16_matches_float32_with_and_without_negatives():
 def test_head_summary_table_and_stat_figure():
     rng = np.random.default_rng(0)
     stats = {k: rng.random((2, 3)) for k in ("entropy", "first", "previous", "self")}
-    df = head_grid.head_summary_table(stats)
+    df = heads.head_summary_table(stats)
     assert list(df.columns) == ["layer", "head", "entropy (bits)", "first-token share", "previous-token share",
                                 "self share"]
     assert len(df) == 6
     row = df[(df["layer"] == 1) & (df["head"] == 2)].iloc[0]
     assert row["entropy (bits)"] == stats["entropy"][1, 2] and row["self share"] == stats["self"][1, 2]
-    fig = head_grid.head_stat_figure(stats["first"], "share on first token", "first")
+    fig = heads.head_stat_figure(stats["first"], "share on first token", "first")
     np.testing.assert_allclose(np.asarray(fig.data[0].z), stats["first"].astype(np.float32))
     assert fig.layout.yaxis.autorange == "reversed"
 
@@ -383,7 +385,7 @@ def test_qk_products_sum_to_the_bar_heights():
     q, keys = rng.standard_normal(d_head), rng.standard_normal((n, d_head))
     masked = np.array([False, False, False, True, True, True])
     tokens = ["<s>", " a", "$x^2$", " a", "b", "c"]
-    figs = qk_detail.qk_figures(q, keys, tokens, 2, masked=masked, d_head=d_head)
+    figs = qk.qk_figures(q, keys, tokens, 2, masked=masked, d_head=d_head)
     assert set(figs) == {"scores", "vectors", "products"}
     shown, hidden = figs["scores"].data  # unmasked keys, masked keys
     heights = np.full(n, np.nan)
@@ -397,8 +399,8 @@ def test_qk_products_sum_to_the_bar_heights():
     # the winner is the highest unmasked score; masked bars are grey, hatched, and say −∞
     winner = int(np.argmax(np.where(masked, -np.inf, keys @ q)))
     assert list(shown.x) == [0, 1, 2] and list(hidden.x) == [3, 4, 5]
-    assert list(shown.marker.color)[winner] == qk_detail.WINNER_COLOR
-    assert hidden.marker.color == qk_detail.MASKED_COLOR and hidden.marker.pattern.shape == "/"
+    assert list(shown.marker.color)[winner] == qk.WINNER_COLOR
+    assert hidden.marker.color == qk.MASKED_COLOR and hidden.marker.pattern.shape == "/"
     assert hidden.customdata[1][1].startswith("−∞ (masked")
     assert shown.customdata[winner][1].endswith("highest")
     assert figs["scores"].layout.barmode == "overlay"
@@ -409,13 +411,13 @@ def test_qk_products_sum_to_the_bar_heights():
 def test_qk_vectors_are_q_then_every_key():
     rng = np.random.default_rng(1)
     q, keys = rng.standard_normal(8), rng.standard_normal((3, 8))
-    fig = qk_detail.qk_figures(q, keys, ["a", "b", "c"], 0)["vectors"]
+    fig = qk.qk_figures(q, keys, ["a", "b", "c"], 0)["vectors"]
     q_strip, key_strips = fig.data
     np.testing.assert_allclose(np.asarray(q_strip.z), q[None, :].astype(np.float32))
     np.testing.assert_allclose(np.asarray(key_strips.z), keys.astype(np.float32))
     assert q_strip.zmax == key_strips.zmax == pytest.approx(np.abs(np.concatenate([q, keys.ravel()])).max())
     with pytest.raises(ValueError):
-        qk_detail.qk_figures(q, keys, ["a", "b"], 0)
+        qk.qk_figures(q, keys, ["a", "b"], 0)
 
 
 # ---- predictions -------------------------------------------------------------------------------------
@@ -462,3 +464,38 @@ def test_predictions_accept_engine_rows_matched_by_token_id():
     np.testing.assert_allclose(df["Δ pp"][2], -40)
     fig = predictions.prediction_figure(base)
     assert len(fig.data) == 1 and list(np.asarray(fig.data[0].x)) == [50, 30]
+
+
+# ---- shared layout -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("heights, spacing", [((1, 1), 0.08), ((1, 12), 0.04)])
+def test_stacked_axes_place_subplots_as_make_subplots_does(heights, spacing):
+    from plotly.subplots import make_subplots
+
+    reference = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=list(heights), vertical_spacing=spacing,
+                              subplot_titles=("top", "bottom")).layout
+    axes = stacked_axes(heights, spacing, titles=("top", "bottom"))
+    for name in ("yaxis", "yaxis2"):
+        np.testing.assert_allclose(axes[name]["domain"], reference[name].domain, atol=1e-12)
+    assert axes["xaxis"]["matches"] == "x2" and axes["yaxis2"]["anchor"] == "x2"
+    assert [a["y"] for a in axes["annotations"]] == pytest.approx([a.y for a in reference.annotations])
+
+
+def test_every_masked_cell_and_bar_has_one_grey():
+    _, scores, masked = causal_pattern(4)
+    grey = scores_figure(scores, masked, ["a", "b", "c", "d"]).data[0]
+    assert {c[1] for c in grey.colorscale} == {MASKED_COLOR}
+    bars = qk.qk_figures(np.ones(4), np.ones((4, 4)), ["a", "b", "c", "d"], 1, masked=masked[1])["scores"].data
+    assert bars[1].marker.color == MASKED_COLOR
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_camera_button_saves_at_a_publication_size(fmt):
+    fig = heads.head_stat_figure(np.zeros((30, 9)), "t", "c")
+    options = export_config(fmt, "attention-explorer-x", fig.layout.height)["toImageButtonOptions"]
+    assert options["format"] == fmt and options["filename"] == "attention-explorer-x"
+    assert options["width"] * options["scale"] >= (3000 if fmt == "png" else 1000)  # 300 dpi at 10 inches
+    assert options["height"] == fig.layout.height == 540
+    assert export_config(fmt, "p", None)["toImageButtonOptions"]["height"] == 700  # a figure sized by the page
+    with pytest.raises(ValueError):
+        export_config("jpeg", "x", None)

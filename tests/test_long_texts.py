@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from apptest_tools import open_tab
 from streamlit.testing.v1 import AppTest
 
 import engine
@@ -51,8 +52,7 @@ def test_2048_tokens_run_through_the_app_with_small_figures():
     assert "zoom_pattern_fig" in sizes  # a window of the long pattern, token by token
     zoom = json.loads(next(el.proto.spec for el in at.get("plotly_chart") if el.proto.id.endswith("zoom_pattern_fig")))
     assert zoom["data"][0]["type"] == "heatmap" and zoom["layout"]["xaxis"]["range"][1] == pytest.approx(2047.5)
-    at.session_state["tab"] = "All heads"
-    at.run()
+    open_tab(at, "heads")
     assert not at.exception, [e.value for e in at.exception]
     assert 0 < spec_sizes(at)["head_grid_fig"] < 2e6
 

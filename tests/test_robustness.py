@@ -26,13 +26,14 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from apptest_tools import charts, decode, new_app, start
+from apptest_tools import app_state, charts, decode, new_app, open_tab, start
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
 import engine
-from components import explorer, presets, settings
-from components.content import MODEL_DESCRIPTIONS
+from components import settings, state
+from components.content import DEFAULT_SENTENCE, MODEL_DESCRIPTIONS
+from components.views.registry import VIEWS, label
 from engine import loading
 
 pytestmark = pytest.mark.slow
@@ -160,7 +161,7 @@ def test_empty_or_blank_text_keeps_the_last_sentence():
     fresh = start(text="   ")  # a link with a blank sentence: the first preset, and the same notice
     check_page(fresh)
     assert values(fresh.warning) == [EMPTY_WARNING]
-    assert shown(ticks(fresh)) == presets.SENTENCES[0][1]
+    assert shown(ticks(fresh)) == DEFAULT_SENTENCE
 
 
 def test_100000_characters_are_cut_before_tokenization_with_notices(monkeypatch):
@@ -183,13 +184,13 @@ def test_100000_characters_are_cut_before_tokenization_with_notices(monkeypatch)
     notice = [i for i in values(at.main.info) if i.startswith("The text has")]
     assert len(notice) == 1 and re.fullmatch(r"The text has [\d,]+ tokens; the first 64 were used \(limit: 64\)\.",
                                              notice[0])
-    assert at.session_state.text == text  # the visitor's text stays as typed; only the run is cut
+    assert app_state(at).text == text  # the visitor's text stays as typed; only the run is cut
     assert "text" not in at.query_params  # a 20,000-character link would not load through a proxy
     assert "This sentence is too long to keep in the page's link." in values(at.sidebar.caption)
 
     linked = start(text=text)  # the same text in a link is cut when the link is read
     check_page(linked, n_tokens=64)
-    assert len(linked.session_state.text) == max_chars
+    assert len(app_state(linked).text) == max_chars
 
 
 def test_unusual_unicode_runs_and_every_character_stays_visible():
@@ -213,9 +214,8 @@ def test_markup_is_shown_literally_in_every_tab():
     assert shown(labels(at)) == MARKUP  # every character in the hover labels, exactly as typed
     quoted = re.compile(r"“([^”]*)”")
     tokens_quoted = 0
-    for tab in explorer.TABS:
-        at.session_state["tab"] = tab
-        at.run()
+    for tab in (view.id for view in VIEWS):
+        open_tab(at, tab)
         no_errors(at)
         assert not at.latex, tab
         for kind, source in markdown_sources(at):
@@ -240,13 +240,12 @@ def test_the_link_stays_loadable_and_current(monkeypatch):
     assert "text" not in at.query_params
     at.text_area(key="text").set_value("A short one").run()
     assert at.query_params["text"] == "A short one"
-    at.session_state["tab"] = "Interventions"
-    at.run()
+    open_tab(at, "interventions")
     at.button(key="heads_all_on").click().run()
     no_errors(at)
     assert "off" not in at.query_params  # no stale switches: reloading the link shows what is on screen
     again = start(**{k: at.query_params[k] for k in at.query_params})
-    assert again.session_state.heads_off == frozenset() and again.session_state.text == "A short one"
+    assert app_state(again).heads_off == frozenset() and app_state(again).text == "A short one"
 
 
 # ---- models a visitor names -----------------------------------------------------------------------------
@@ -308,7 +307,7 @@ def test_model_failures_keep_the_previous_model(bad_folders, monkeypatch):
     monkeypatch.setattr(engine, "load", lambda name, *a, **k: (loads.append(name), load(name, *a, **k))[1])
     at = start(model="minilm-l6", text=SENTENCE)
     before = check_page(at)
-    at.selectbox(key="model_choice").set_value("other…").run()
+    at.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     for what, name, expected in model_failures(bad_folders):
         started = time.monotonic()
         at.text_input(key="custom_model").set_value(name).run()
@@ -317,17 +316,17 @@ def test_model_failures_keep_the_previous_model(bad_folders, monkeypatch):
         errors = [unescaped(e) for e in values(at.sidebar.error)]  # the message is Markdown-escaped
         assert len(errors) == 1 and expected in errors[0] and errors[0].endswith("Still showing minilm-l6."), \
             (what, errors)
-        assert at.session_state.model == "minilm-l6", what
+        assert app_state(at).model == "minilm-l6", what
         assert np.array_equal(pattern(at), before), what
     tried = len(loads)
     at.radio(key="mask").set_value("causal").run()  # a rerun does not try a failed name again
     assert len(loads) == tried and "not a usable model name" in values(at.sidebar.error)[0]
-    assert at.session_state.model == "minilm-l6"
+    assert app_state(at).model == "minilm-l6"
 
 
 def test_model_name_markup_is_escaped_in_the_message():
     at = start()
-    at.selectbox(key="model_choice").set_value("other…").run()
+    at.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     at.text_input(key="custom_model").set_value("$x^2$ **b** <img src=x onerror=alert(1)> ![i](http://x/i.png)").run()
     assert not at.exception
     (message,) = values(at.sidebar.error)
@@ -340,7 +339,7 @@ def test_too_large_model_follows_the_server_limit(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(llama_config(512, 8, 1024)))  # about 34 M parameters
     at = start()
-    at.selectbox(key="model_choice").set_value("other…").run()
+    at.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     monkeypatch.setenv("ATTN_EXPLORER_MAX_PARAMS_M", "10")
     at.text_input(key="custom_model").set_value(str(folder)).run()
     assert re.search(r"about \d\d M parameters, over this server's limit of 10 M\. Choose a smaller model\.",
@@ -427,40 +426,77 @@ def test_hub_size_and_architecture_are_checked_before_the_weights_download(tmp_p
     assert not any("*.safetensors" in patterns or "*" in patterns for patterns in requested), requested
 
 
-def test_remote_code_never_runs(tiny_gpt2, tmp_path, monkeypatch):
-    """A checkpoint that asks for its own Python (auto_map) loads with the built-in classes or is refused; its
-    code never runs, whatever the environment says. No setting or widget can turn trust_remote_code on."""
+def spy_on_remote_code(monkeypatch) -> tuple[list, list]:
+    """Record every trust_remote_code that reaches transformers' loaders, and every call of the function that
+    imports a checkpoint's own Python (refused): ([(loader, trust_remote_code)], [dynamic module calls])."""
+    import transformers
+
+    asked, imported = [], []
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM"):
+        cls = getattr(transformers, name)
+
+        def from_pretrained(*args, _name=name, _original=cls.from_pretrained, **kwargs):
+            asked.append((_name, kwargs.get("trust_remote_code", "not passed")))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", from_pretrained)
+
+    def get_class_from_dynamic_module(*args, **kwargs):
+        imported.append(args)
+        raise AssertionError("a checkpoint's own code was about to be imported")
+
+    for module in [m for n, m in list(sys.modules.items()) if n.startswith("transformers") and m is not None]:
+        if hasattr(module, "get_class_from_dynamic_module"):
+            monkeypatch.setattr(module, "get_class_from_dynamic_module", get_class_from_dynamic_module)
+    return asked, imported
+
+
+def test_remote_code_never_runs(tiny_gpt2, minilm, tmp_path, monkeypatch):
+    """Checkpoints that ask for their own Python (auto_map in config.json and tokenizer_config.json, a custom
+    model_type, a tokenizer only transformers can read) load with the built-in classes or are refused, through the
+    engine and through the app: every call into transformers says trust_remote_code=False, the loader of dynamic
+    modules is never called, and the checkpoint's code never runs, whatever the environment says."""
+    from engine import loading
+
     marker = tmp_path / "remote-code-ran"
     evil = f"open({str(marker)!r}, 'w').write('ran')\nclass Evil:\n    pass\n"
-    asks = tmp_path / "asks-for-code"
-    shutil.copytree(tiny_gpt2, asks)
-    for module in ("configuration_evil", "modeling_evil", "tokenization_evil"):
-        (asks / f"{module}.py").write_text(evil)
-    config = json.loads((asks / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "configuration_evil.Evil", "AutoModelForCausalLM": "modeling_evil.Evil"}
-    (asks / "config.json").write_text(json.dumps(config))
-    tok_config = json.loads((asks / "tokenizer_config.json").read_text())
-    tok_config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.Evil", None]}
-    (asks / "tokenizer_config.json").write_text(json.dumps(tok_config))
-    custom = tmp_path / "custom-architecture"
-    shutil.copytree(asks, custom)
-    (custom / "config.json").write_text(json.dumps({**config, "model_type": "evil"}))
+
+    def asking(folder: Path, model_type: str | None = None) -> Path:
+        for module in ("configuration_evil", "modeling_evil", "tokenization_evil"):
+            (folder / f"{module}.py").write_text(evil)
+        config = json.loads((folder / "config.json").read_text())
+        config["auto_map"] = {"AutoConfig": "configuration_evil.Evil", "AutoModel": "modeling_evil.Evil",
+                              "AutoModelForCausalLM": "modeling_evil.Evil"}
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": model_type or config["model_type"]}))
+        tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+        tok_config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.Evil", None]}
+        (folder / "tokenizer_config.json").write_text(json.dumps(tok_config))
+        return folder
+
+    asks = asking(Path(shutil.copytree(tiny_gpt2, tmp_path / "asks-for-code")))
+    custom = asking(Path(shutil.copytree(tiny_gpt2, tmp_path / "custom-architecture")), model_type="evil")
+    vocab_only = tmp_path / "vocab-only"  # MiniLM without tokenizer.json: only transformers' AutoTokenizer reads it
+    shutil.copytree(loading.resolve("minilm-l6", lambda f, m: None), vocab_only,
+                    ignore=shutil.ignore_patterns("tokenizer.json", "model.safetensors"))
+    (vocab_only / "model.safetensors").symlink_to(loading.resolve("minilm-l6", lambda f, m: None) / "model.safetensors")
+    asking(vocab_only)
     monkeypatch.setenv("ATTN_EXPLORER_TRUST_REMOTE_CODE", "1")  # not a setting: it must change nothing
     monkeypatch.setenv("TRUST_REMOTE_CODE", "1")
+    asked, imported = spy_on_remote_code(monkeypatch)
 
-    for folder in (asks, custom):
+    for folder, family in ((asks, "gpt2"), (custom, None), (vocab_only, "bert")):
         try:
-            model = engine.load(str(folder), device="cpu")
-            assert model.config.family == "gpt2"
+            assert engine.load(str(folder), device="cpu").config.family == family
         except engine.EngineError as err:
             assert folder == custom and "'evil' is not supported" in str(err)
-    assert not marker.exists()
+    at = start(model=str(vocab_only), text=SENTENCE)  # a link that names such a checkpoint
+    check_page(at)
+    assert app_state(at).model == str(vocab_only)
+    np.testing.assert_allclose(pattern(at), minilm.run(SENTENCE)["pattern", 0][0].numpy(), atol=1e-5)
 
-    fields = [f.name for f in dataclasses.fields(settings.Settings)]
-    assert not [f for f in fields if "trust" in f or "remote" in f]
-    sources = [ROOT / "app.py", *ROOT.glob("engine/**/*.py"), *ROOT.glob("components/*.py")]
-    for source in sources:
-        assert not re.search(r"trust_remote_code\s*=\s*(?!False)", source.read_text()), source
+    assert not marker.exists() and not imported
+    assert asked and all(trust is False for _, trust in asked), asked  # AutoTokenizer read vocab-only, told False
+    assert not [f.name for f in dataclasses.fields(settings.Settings) if "trust" in f.name or "remote" in f.name]
 
 
 # ---- operator settings ----------------------------------------------------------------------------------
@@ -494,7 +530,7 @@ def test_limits_from_the_environment_and_from_secrets(monkeypatch):
     text = "The mole dug a tunnel under the lawn and then it slept all day long"
     at = start(text=text)
     check_page(at, n_tokens=8)
-    assert at.session_state.text == text[:40]  # the link's text is cut as it is read
+    assert app_state(at).text == text[:40]  # the link's text is cut as it is read
     at.text_area(key="text").set_value(text).run()
     check_page(at, n_tokens=8)
     assert values(at.sidebar.info) == [f"Your text has {len(text)} characters; the first 40 are used."]
@@ -519,7 +555,7 @@ def test_custom_models_off_hides_the_field_and_ignores_links(monkeypatch):
     assert at.selectbox(key="model_choice").options == [
         f"{name} — {MODEL_DESCRIPTIONS[name]}" for name in engine.EMBEDDED]
     assert not [t for t in at.text_input if t.key == "custom_model"]
-    assert at.session_state.model == "smollm2-135m"
+    assert app_state(at).model == "smollm2-135m"
     (warning,) = values(at.sidebar.warning)
     assert unescaped(warning) == "This server offers only its embedded models: the link's model “/etc” was " \
                                         "not loaded."
@@ -527,19 +563,19 @@ def test_custom_models_off_hides_the_field_and_ignores_links(monkeypatch):
     at.session_state["custom_model"] = "/etc"
     at.run()
     check_page(at)
-    assert at.session_state.model == "smollm2-135m" and not at.sidebar.warning
+    assert app_state(at).model == "smollm2-135m" and not at.sidebar.warning
     assert "/etc" not in loads
-    assert start(model="minilm-l6").session_state.model == "minilm-l6"  # the embedded models stay choosable
+    assert app_state(start(model="minilm-l6")).model == "minilm-l6"  # the embedded models stay choosable
 
 
 def test_a_device_that_does_not_exist_is_a_message_not_a_crash(tiny_gpt2, monkeypatch):
     at = start()
-    at.selectbox(key="model_choice").set_value("other…").run()
+    at.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     monkeypatch.setenv("ATTN_EXPLORER_DEVICE", "no-such-device")
     at.text_input(key="custom_model").set_value(str(tiny_gpt2)).run()
     assert not at.exception
     assert "unknown device 'no-such-device'" in unescaped(at.sidebar.error[0].value)
-    assert at.session_state.model == "smollm2-135m"
+    assert app_state(at).model == "smollm2-135m"
 
     st.cache_resource.clear()  # as in a fresh server process: the default model itself cannot load
     fresh = start()
@@ -562,26 +598,25 @@ def test_two_sessions_with_different_settings_do_not_see_each_other(monkeypatch)
         env.setenv("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", "0")
         env.setenv("ATTN_EXPLORER_MAX_TOKENS", "6")
         check_page(a, n_tokens=6)
-        a.session_state["tab"] = "Interventions"
-        a.run()
+        open_tab(a, "interventions")
         a.button(key="heads_all_off").click().run()
-        a.session_state["tab"] = "Attention pattern"
+        a.session_state[state.KEYS["tab"]] = label("pattern")
         a.text_area(key="text").set_value("Something else entirely, and longer").run()
         check_page(a, n_tokens=6)
         assert "other…" not in a.selectbox(key="model_choice").options
-    b.selectbox(key="model_choice").set_value("other…").run()
+    b.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     b.text_input(key="custom_model").set_value("no-such-model-xyz").run()
     b.text_input(key="custom_model").set_value("").run()
 
-    s = b.session_state
-    assert (s.model, s.text, s.mask, s.layer, s.heads_off) == ("smollm2-135m", SENTENCE, "model default", 0,
+    s = app_state(b)
+    assert (s.model, s.text, s.mask, s.layer, s.heads_off) == ("smollm2-135m", SENTENCE, "default", 0,
                                                                frozenset())
     assert np.array_equal(check_page(b), b_pattern) and ticks(b) == b_ticks
     a.run()
-    s = a.session_state
+    s = app_state(a)
     assert (s.model, s.mask, s.layer, s.text) == ("minilm-l6", "causal", 2, "Something else entirely, and longer")
     assert len(s.heads_off) == 6 * 12 and not a.sidebar.error  # b's failed model is b's alone
-    assert "no-such-model-xyz" not in s.failed_model
+    assert "no-such-model-xyz" not in a.session_state.failed_model
     # the shared model was not changed by a's interventions: a new session sees what b saw
     assert np.array_equal(pattern(start(text=SENTENCE)), b_pattern)
 
@@ -591,9 +626,9 @@ def test_sessions_running_at_once_equal_the_same_runs_alone(smollm):
     jobs = [
         dict(text="Concurrent session one: the mole dug", mask="none", layer=3, head=2, off="0.1,2.5"),
         dict(text="Concurrent session one: the mole dug", mask="causal", layer=3, head=2, off=""),
-        dict(text="Concurrent session two, a fluffy creature", mask="model default", layer=7, head=4, off="7.4"),
+        dict(text="Concurrent session two, a fluffy creature", mask="default", layer=7, head=4, off="7.4"),
         dict(text="Concurrent session three 东京 🇫🇷", mask="none", layer=0, head=0, off=""),
-        dict(text="Concurrent session four <b>x</b>", mask="model default", layer=29, head=8, off="28.0,28.1"),
+        dict(text="Concurrent session four <b>x</b>", mask="default", layer=29, head=8, off="28.0,28.1"),
         dict(text="Concurrent session five: Paris is the capital of", mask="causal", layer=12, head=5, off="1.1"),
     ]
 
@@ -604,12 +639,12 @@ def test_sessions_running_at_once_equal_the_same_runs_alone(smollm):
         sessions = list(pool.map(session, jobs))
     for job, at in zip(jobs, sessions, strict=True):
         no_errors(at)
-        assert at.session_state.text == job["text"] and at.session_state.mask == job["mask"]
+        assert app_state(at).text == job["text"] and app_state(at).mask == job["mask"]
         mask = smollm.default_head_mask()
         for item in filter(None, job["off"].split(",")):
             layer, head = map(int, item.split("."))
             mask[layer, head] = False
-        causal = {"none": False, "causal": True, "model default": None}[job["mask"]]
+        causal = state.CAUSAL[job["mask"]]
         alone = smollm.run(job["text"], causal=causal, head_mask=mask, max_tokens=settings.load().max_tokens)
         expected = alone["pattern", job["layer"]][job["head"]].numpy()
         assert pattern(at).shape == expected.shape

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from components import _matrix
-from components._matrix import Layout
+from components.figures import matrix as _matrix
+from components.figures.layout import MASKED_COLOR
+from components.figures.matrix import Layout
 from components.labels import token_text
 
 PATTERN_COLORSCALE = "Blues"
@@ -91,7 +92,7 @@ def scores_figure(
         positions = np.arange(offset, offset + len(tokens))
         grey = go.Heatmap(z=np.where(hidden, 1.0, np.nan).astype(np.float32), x=positions, y=positions,
                           showscale=False, hoverongaps=False,
-                          colorscale=[[0, _matrix.MASKED_COLOR], [1, _matrix.MASKED_COLOR]],
+                          colorscale=[[0, MASKED_COLOR], [1, MASKED_COLOR]],
                           customdata=_matrix.cell_data(tokens, layout, z, where=hidden),
                           hovertemplate=_matrix.cell_hover(
                               layout, f"{SCORE_NAME} −∞ (masked)", "before the mask: %{customdata[2]:.3f}"))

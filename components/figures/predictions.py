@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.figures.layout import margin
 from components.labels import token_labels, token_text
 
 BASE_COLOR, CHANGED_COLOR = "rgb(158,202,225)", "rgb(230,85,13)"
@@ -108,5 +109,5 @@ def prediction_figure(base: Sequence[Any], changed: Sequence[Any] | None = None,
         xaxis=dict(title=dict(text="probability (%)"), rangemode="tozero", automargin=True),
         title=dict(text=title), barmode="group", height=max(30 * len(tokens) + 120, 250),
         showlegend=changed is not None, legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0),
-        margin=dict(l=10, r=10, t=40 if title or changed is not None else 20, b=10),
+        margin=margin(40 if title or changed is not None else 20),
     ))

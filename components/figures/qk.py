@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from components.figures.layout import MASKED_COLOR, margin, stacked_axes
 from components.labels import axis_ticks, token_labels
 
 VECTOR_COLORSCALE = "RdBu_r"
-BAR_COLOR, WINNER_COLOR, MASKED_COLOR = "rgb(107,174,214)", "rgb(230,85,13)", "rgb(200,200,200)"
+BAR_COLOR, WINNER_COLOR = "rgb(107,174,214)", "rgb(230,85,13)"
 MASK_MARK = "⊘ "  # prefixes the tick label of a key this query can't see
 
 
@@ -82,7 +83,7 @@ def _scores_figure(scores: np.ndarray, hidden: np.ndarray, labels: list[str], wi
                    **_key_axis(labels, hidden)),
         yaxis=dict(title=dict(text="score q·k / √d_head"), zeroline=True, automargin=True),
         shapes=[query_line], title=dict(text=title), barmode="overlay", bargap=0.15,
-        margin=dict(l=10, r=10, t=50, b=10),
+        margin=margin(),
     ))
 
 
@@ -97,26 +98,15 @@ def _vectors_figure(q: np.ndarray, keys: np.ndarray, hidden: np.ndarray, labels:
         go.Heatmap(z=keys, colorbar=dict(title=dict(text="value")), xaxis="x2", yaxis="y2",
                    hovertemplate="key %{y:d}: k_%{x} = %{z:.3f}<extra></extra>", **common),
     ]
-    top, bottom = _stacked_domains(1, max(len(keys), 1), spacing=0.04)
+    axes = stacked_axes(heights=(1, max(len(keys), 1)), spacing=0.04)
+    axes["xaxis"].update(automargin=True)
+    axes["yaxis"].update(tickvals=[0], ticktext=["q"], showgrid=False, automargin=True)
+    axes["xaxis2"].update(title=dict(text="dimension i of d_head"), showgrid=False, automargin=True)
+    axes["yaxis2"].update(title=dict(text="key"), autorange="reversed", showgrid=False, automargin=True,
+                          **_key_axis(labels, hidden))
     return go.Figure(data=strips, layout=dict(
-        xaxis=dict(anchor="y", domain=[0.0, 1.0], matches="x2", showticklabels=False, automargin=True),
-        yaxis=dict(anchor="x", domain=top, tickvals=[0], ticktext=["q"], showgrid=False, automargin=True),
-        xaxis2=dict(anchor="y2", domain=[0.0, 1.0], title=dict(text="dimension i of d_head"), showgrid=False,
-                    automargin=True),
-        yaxis2=dict(anchor="x2", domain=bottom, title=dict(text="key"), autorange="reversed", showgrid=False,
-                    automargin=True, **_key_axis(labels, hidden)),
-        title=dict(text=title), height=min(max(16 * len(keys) + 160, 260), 900),
-        margin=dict(l=10, r=10, t=50, b=10),
+        **axes, title=dict(text=title), height=min(max(16 * len(keys) + 160, 260), 900), margin=margin(),
     ))
-
-
-def _stacked_domains(top: float, bottom: float, spacing: float) -> tuple[list[float], list[float]]:
-    """y domains (top row, bottom row) of two subplots stacked with heights in ratio top : bottom, computed
-    as make_subplots(rows=2, cols=1, row_heights=[top, bottom], vertical_spacing=spacing) does."""
-    total = float(top + bottom)
-    upper, lower = (1.0 - spacing) * (top / total), (1.0 - spacing) * (bottom / total)
-    start = lower + spacing
-    return [start, min(start + upper, 1.0)], [0.0, lower]
 
 
 def _products_figure(q: np.ndarray, keys: np.ndarray, products: np.ndarray, hidden: np.ndarray,
@@ -134,5 +124,5 @@ def _products_figure(q: np.ndarray, keys: np.ndarray, products: np.ndarray, hidd
         yaxis=dict(title=dict(text="key"), autorange="reversed", showgrid=False, automargin=True,
                    **_key_axis(labels, hidden)),
         title=dict(text=title), height=min(max(16 * len(keys) + 140, 260), 900),
-        margin=dict(l=10, r=10, t=50, b=10),
+        margin=margin(),
     ))

@@ -1,20 +1,19 @@
-"""Parameter counts: the loaded model from its actual weights, beside the notes' GPT-3 figures."""
+"""Tab "Parameters": the loaded model counted from its actual weights, beside the notes' GPT-3 figures (a
+calculator for any GPT-style configuration)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import engine
+from components import content
+from components.figures.params import config_table, share_figure
+from components.labels import markdown_literal, plotly_escape
+from components.views.context import ViewContext
 from engine.analysis import params as analysis
-
-from . import content
-from .labels import markdown_literal, plotly_escape
-from .plot import chart
 
 
 def model_table(model: engine.Model) -> pd.DataFrame:
@@ -66,52 +65,24 @@ def _unembed_note(model: engine.Model, count: int) -> str:
     return "tied to the token embedding W_E, counted once there" if count == 0 else "W_U, its own weights"
 
 
-def config_table(c: analysis.ConfigCounts, total_quoted: int = 0) -> pd.DataFrame:
-    """The notes' counts for a GPT-style configuration."""
-    rows = [
-        ("one query or key matrix", c.per_matrix, f"d_model × d_head = {c.d_model:,} × {c.d_head}"),
-        ("one head", c.per_head, "4 matrices: query, key, value down, value up"),
-        ("one block of attention", c.per_block, f"{c.n_heads} heads"),
-        ("all attention heads", c.all_attention, f"{c.n_layers} blocks"),
-        ("MLPs", c.mlps, f"{c.n_layers} × 2 × d_model × 4 d_model"),
-        ("embeddings", c.embeddings, f"({c.d_vocab:,} tokens + {c.n_ctx:,} positions) × d_model"),
-        ("total, from the configuration", c.total_estimate, "without biases and norms"),
-    ]
-    if total_quoted:
-        rows.append(("total, as published", total_quoted, "about 175 billion"))
-    return pd.DataFrame(rows, columns=["what", "parameters", "how"])
-
-
-def share_figure(parts: dict[str, int], title: str) -> go.Figure:
-    parts = {k: v for k, v in parts.items() if v}
-    bar = go.Bar(x=list(parts.values()), y=list(parts), orientation="h",
-                 text=[f"{v / sum(parts.values()):.1%}" for v in parts.values()],
-                 hovertemplate="%{y}: %{x:,}<extra></extra>")
-    return go.Figure(data=[bar], layout=dict(
-        yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="parameters")), title=dict(text=title),
-        height=300, margin=dict(l=10, r=10, t=50, b=10),
-    ))
-
-
 def _styled(df: pd.DataFrame):
     return df.style.format({"parameters": "{:,}"})
 
 
-def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | None], engine.Trace], *,
-           layer: int, head: int, key: str) -> None:
-    """The parameters tab: the loaded model counted from its weights, and a GPT-3 calculator from the notes."""
+def render(ctx: ViewContext) -> None:
     left, right = st.columns(2)
     with left:
-        _render_model(model, key)
+        render_model(ctx)
     with right:
-        _render_config(key)
+        render_config(ctx)
 
 
-def _render_model(model: engine.Model, key: str) -> None:
-    cfg = model.config
+def render_model(ctx: ViewContext) -> None:
+    """The loaded model, counted from its weights."""
+    model, cfg = ctx.model, ctx.model.config
     name = markdown_literal(cfg.name)  # a visitor's hub id or folder: shown as typed
     st.subheader(f"{name}: counted from its weights")
-    st.dataframe(_styled(model_table(model)), hide_index=True, key=f"{key}_model")
+    ctx.table(_styled(model_table(model)), hide_index=True, key="params_model")
     if cfg.n_kv_heads < cfg.n_heads:
         st.info(f"Key/value sharing (grouped-query attention): {name} has {cfg.n_heads} query heads per block "
                 f"but only {cfg.n_kv_heads} key and value heads. Each group of {cfg.kv_group} query heads reads the "
@@ -119,23 +90,24 @@ def _render_model(model: engine.Model, key: str) -> None:
                 f"each head asks its own question (W_Q) and writes its own change (W_O), but reads shared answers.")
     cats = analysis.param_categories(model)
     title = f"Where {plotly_escape(cfg.name)}'s {model.n_params():,} parameters are"
-    chart(share_figure(cats, title), key=f"{key}_model_fig")
+    ctx.chart(share_figure(cats, title), key="params_model_fig")
 
 
-def _render_config(key: str) -> None:
+def render_config(ctx: ViewContext) -> None:
+    """The notes' count of GPT-3 from its configuration; change the configuration to count another model."""
     st.subheader("GPT-3 from its configuration, as the notes count it")
     st.caption("Change the configuration to count another model the same way; GPT-3's values are the defaults.")
     g = content.GPT3
     cols = [*st.columns(2), *st.columns(2)]
     fields = ("d_model", "d_head", "n_heads", "n_layers")
-    values = {f: int(col.number_input(f, min_value=1, value=getattr(g, f), step=1, key=f"{key}_{f}"))
+    values = {f: int(col.number_input(f, min_value=1, value=getattr(g, f), step=1, key=f"params_{f}"))
               for col, f in zip(cols, fields, strict=True)}
     c = replace(g, **values)
     name, quoted = (content.GPT3_NAME, content.GPT3_TOTAL_QUOTED) if c == g else ("your configuration", 0)
-    st.dataframe(_styled(config_table(c, quoted)), hide_index=True, key=f"{key}_config")
+    ctx.table(_styled(config_table(c, quoted)), hide_index=True, key="params_config")
     share = c.all_attention / (quoted or c.total_estimate)
     st.markdown(f"Attention heads hold **{c.all_attention:,}** parameters, {share:.0%} of the "
                 + ("published total of about 175 billion: the rest is mostly the MLPs." if quoted
                    else "total estimated from the configuration."))
-    chart(share_figure({"attention": c.all_attention, "MLPs": c.mlps, "embeddings": c.embeddings},
-                       f"{name}: where the parameters are"), key=f"{key}_config_fig")
+    ctx.chart(share_figure({"attention": c.all_attention, "MLPs": c.mlps, "embeddings": c.embeddings},
+                           f"{name}: where the parameters are"), key="params_config_fig")

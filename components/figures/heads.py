@@ -1,4 +1,4 @@
-"""The model view: every head's pattern as one thumbnail in a single image, plus per-head summaries."""
+"""All heads at once: every head's pattern as one thumbnail in a single image, and per-head summaries."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components import _image
+from components.figures import image as _image
+from components.figures.layout import layer_head_figure, margin
 
 THUMB_COLORSCALE = "Blues"
 GAP_COLOR = (255, 255, 255)
 SELECTED_COLOR = "#d62728"
 OFF_COLOR = "rgb(90,90,90)"
 LEVELS = 127  # palette: 0 = gap, 1..127 = heads on, 128..254 = the same colours dimmed for heads off
+STAT_TITLES = {"entropy": "entropy (bits)", "first": "share on first token", "previous": "share on previous token",
+               "self": "share on itself"}  # the small per-head heatmaps
 STAT_COLUMNS = {
     "entropy": "entropy (bits)",
     "first": "first-token share",
@@ -84,7 +87,7 @@ def head_grid_figure(
                    autorange=False, showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
                    automargin=True),
         height=min(max(40 * n_layers + 80, 300), 1400), hovermode="closest", hoverdistance=-1,
-        plot_bgcolor="white", margin=dict(l=10, r=10, t=40, b=10),
+        plot_bgcolor="white", margin=margin(40),
     )
     if selected is not None:
         layer, head = selected
@@ -121,13 +124,4 @@ def head_summary_table(stats: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 def head_stat_figure(values: np.ndarray, title: str, colorbar_title: str) -> go.Figure:
     """Small heatmap of one number per head, values [n_layers, n_heads]: rows = layers, columns = heads."""
-    z = np.asarray(values, dtype=np.float32)  # [n_layers, n_heads]
-    heatmap = go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title=dict(text=colorbar_title)),
-                         hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>")
-    return go.Figure(data=[heatmap], layout=dict(
-        xaxis=dict(title=dict(text="head"), showgrid=False, zeroline=False, dtick=1 if z.shape[1] <= 16 else None,
-                   automargin=True),
-        yaxis=dict(title=dict(text="layer"), autorange="reversed", showgrid=False, zeroline=False, automargin=True),
-        title=dict(text=title), height=min(max(14 * z.shape[0] + 120, 250), 600),
-        margin=dict(l=10, r=10, t=40, b=10),
-    ))
+    return layer_head_figure(values, title=title, colorbar=colorbar_title)

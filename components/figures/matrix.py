@@ -11,13 +11,13 @@ from typing import Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from components import _image
+from components.figures import image as _image
+from components.figures.layout import MASKED_RGB, margin
 from components.labels import axis_ticks, token_labels
 
 Layout = Literal["query_rows", "key_rows"]
 QUERY_TITLE = "query: attending from"
 KEY_TITLE = "key: attending to"
-MASKED_COLOR = "rgb(190,190,190)"
 HOVER_BLOCKS = 64  # hover resolution over an image: blocks per side
 MAX_IMAGE_PX = 1024  # longer inputs are max-pooled to this many pixels per side (bounds the PNG)
 
@@ -85,7 +85,7 @@ def matrix_layout(tokens: Sequence[str], layout: Layout, title: str, offset: int
         yaxis=dict(title=dict(text=row_title), tickvals=vals, ticktext=text, range=[offset + n - 0.5, offset - 0.5],
                    autorange=False, showgrid=False, zeroline=False, scaleanchor="x", scaleratio=1,
                    constrain="domain", automargin=True),
-        title=dict(text=title), plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10),
+        title=dict(text=title), plot_bgcolor="white", margin=margin(),
     )
 
 
@@ -112,7 +112,7 @@ def image_traces(
     colors = _image.palette(colorscale, 255)
     index = _image.quantize(pooled, zmin, zmax, levels=255, offset=1)
     index[np.isneginf(pooled)] = 0
-    grey = np.array([[int(c) for c in MASKED_COLOR[4:-1].split(",")]], dtype=np.uint8)
+    grey = np.array([MASKED_RGB], dtype=np.uint8)
     scale = n / pooled.shape[0]  # tokens per pixel
     image = go.Image(source=_image.png_data_uri(index, np.concatenate([grey, colors])), x0=(scale - 1) / 2,
                      y0=(scale - 1) / 2, dx=scale, dy=scale, hoverinfo="skip",

@@ -1,27 +1,20 @@
-"""Vector projections (PCA, 2D or 3D): queries and keys of one head, e -> e + Δe, a token's path through layers."""
+"""Vector projections (PCA, 2D or 3D): one head's queries and keys, e -> e + Δe, a token's path through layers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import streamlit as st
 
-import engine
-from engine.analysis import projections as analysis
-
-from . import content
-from .deltas import last_word_token, token_select
-from .labels import markdown_literal, token_labels, token_text
-from .plot import chart
+from components import content
+from components.figures.layout import margin
+from components.labels import token_labels
+from engine.analysis.projections import PCA, DeltaProjection, PathProjection, QKProjection
 
 MAX_TEXT = 60  # more tokens than this: no text labels on the points, only hover
 MAX_ARROWS = 150  # more tokens than this: plain segments instead of arrow annotations
-WHAT = ("queries and keys of one head", "each token before → after this layer's attention",
-        "a token's path through the layers")
-
 
 def _scatter(coords: np.ndarray, dims: int, **kwargs) -> go.Scatter | go.Scatter3d:
     """A 2D or 3D scatter of coords [m, >= dims]."""
@@ -37,7 +30,7 @@ def _segments(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def _layout(basis: analysis.PCA, dims: int, title: str) -> dict:
+def _layout(basis: PCA, dims: int, title: str) -> dict:
     """Figure layout (a dict for `go.Figure(layout=...)`): axes named by principal component, 2D or 3D."""
     names = [f"PC{i + 1} ({basis.explained[i]:.0%})" for i in range(dims)]
     if dims == 3:
@@ -46,11 +39,11 @@ def _layout(basis: analysis.PCA, dims: int, title: str) -> dict:
     else:
         axes = dict(xaxis=dict(title=dict(text=names[0])),
                     yaxis=dict(title=dict(text=names[1]), scaleanchor="x", scaleratio=1))
-    return dict(**axes, title=dict(text=title), height=560, margin=dict(l=10, r=10, t=50, b=10),
+    return dict(**axes, title=dict(text=title), height=560, margin=margin(),
                 legend=dict(x=0, y=1))
 
 
-def qk_figure(p: analysis.QKProjection, tokens: Sequence[str], query: int, n_top: int, dims: int = 2) -> go.Figure:
+def qk_figure(p: QKProjection, tokens: Sequence[str], query: int, n_top: int, dims: int = 2) -> go.Figure:
     """Queries (circles) and keys (diamonds) in one space; lines from the chosen query to its top keys."""
     labels = token_labels(tokens)
     where = f"layer {p.layer}, head {p.head}"
@@ -73,7 +66,7 @@ def qk_figure(p: analysis.QKProjection, tokens: Sequence[str], query: int, n_top
     return go.Figure(data=traces, layout=_layout(p.basis, dims, f"Queries and keys of {where}, one shared PCA basis"))
 
 
-def delta_figure(p: analysis.DeltaProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
+def delta_figure(p: DeltaProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
     """Arrows from each token's e to e + Δe."""
     labels = token_labels(tokens)
     who = "all heads" if p.head is None else f"head {p.head}"
@@ -99,7 +92,7 @@ def delta_figure(p: analysis.DeltaProjection, tokens: Sequence[str], dims: int =
     return go.Figure(data=traces, layout=layout)
 
 
-def path_figure(p: analysis.PathProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
+def path_figure(p: PathProjection, tokens: Sequence[str], dims: int = 2) -> go.Figure:
     """One polyline per chosen token through embedding, block 0, ..., last block."""
     labels = token_labels(tokens)
     names = content.layer_names(p.coords.shape[1] - 1)
@@ -113,7 +106,7 @@ def path_figure(p: analysis.PathProjection, tokens: Sequence[str], dims: int = 2
     return go.Figure(data=traces, layout=_layout(p.basis, dims, "Each token's residual vector, layer by layer"))
 
 
-def basis_table(basis: analysis.PCA, dims: int) -> pd.DataFrame:
+def basis_table(basis: PCA, dims: int) -> pd.DataFrame:
     """Per component: explained variance and the input dimensions with the largest loadings."""
     rows = []
     for i in range(dims):
@@ -122,47 +115,3 @@ def basis_table(basis: analysis.PCA, dims: int) -> pd.DataFrame:
         rows.append({"component": f"PC{i + 1}", "explained variance": f"{basis.explained[i]:.1%}",
                      "largest loadings (dimension: weight)": ", ".join(f"{d}: {c[d]:+.2f}" for d in top)})
     return pd.DataFrame(rows)
-
-
-def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | None], engine.Trace], *,
-           layer: int, head: int, key: str) -> None:
-    """The projections tab: pick what to project, 2D or 3D; the basis and its explained variance below."""
-    tokens = trace.tokens
-    st.subheader("Vector projections")
-    what = st.radio("Project", WHAT, key=f"{key}_what", horizontal=True)
-    dims = 3 if st.radio("View", ("2D", "3D"), key=f"{key}_dims", horizontal=True) == "3D" else 2
-    if what == WHAT[0]:
-        query = token_select("Query token", tokens, key=f"{key}_query", default=last_word_token(model, trace))
-        n_top = st.slider("Lines to the top keys", 1, min(5, len(tokens)), min(3, len(tokens)), key=f"{key}_top")
-        p = analysis.qk_projection(trace, layer, head, k=3)
-        st.caption(f"Query and key vectors of layer {layer}, head {head} ({model.config.d_head} dimensions, after "
-                   "rotary position encoding where the model uses it) projected on one PCA basis fitted to both, so "
-                   "a key close in direction to a query answers it: their dot product sets the attention weight.")
-        chart(qk_figure(p, tokens, query, n_top, dims), key=f"{key}_qk_fig")
-        points = f"{2 * len(tokens)} vectors (queries and keys) of dimension {model.config.d_head}"
-    elif what == WHAT[1]:
-        options = ["all heads", *[f"head {h}" for h in range(model.config.n_heads)]]
-        who = st.selectbox("Δe of", options, key=f"{key}_who")
-        one = None if who == "all heads" else int(who.split()[1])
-        skip = st.checkbox("Fit the basis without the first token (in many models its vector is huge and would "
-                           "fill the picture)", value=len(tokens) > 2, key=f"{key}_skip")
-        p = analysis.delta_projection(trace, layer, one, k=3, skip=[0] if skip and len(tokens) > 2 else [])
-        if note := content.post_norm_note(trace.config):
-            st.info(note)
-        chart(delta_figure(p, tokens, dims), key=f"{key}_delta_fig")
-        points = f"{2 * len(tokens)} vectors (e and e + Δe) of dimension {model.config.d_model}"
-    else:
-        default, state = [last_word_token(model, trace)], f"{key}_path_tokens"
-        if state in st.session_state:  # keep only positions the current text still has
-            st.session_state[state] = [t for t in st.session_state[state] if 0 <= t < len(tokens)]
-        chosen = st.multiselect("Tokens", list(range(len(tokens))), default=None if state in st.session_state
-                                else default, key=state, format_func=lambda i: f"{i}: {token_text(tokens[i])}")
-        chosen = chosen or default
-        p = analysis.layer_path(trace, chosen, k=3)
-        chart(path_figure(p, tokens, dims), key=f"{key}_path_fig")
-        points = (f"{len(chosen) * (model.config.n_layers + 1)} vectors (each chosen token at the embedding and "
-                  f"after each of {model.config.n_layers} blocks) of dimension {model.config.d_model}")
-    st.caption(markdown_literal(f"Basis: principal components of {points}, centred; each component's largest "
-                                "loading is made positive so the picture is reproducible. Hover a point for its "
-                                "token, position and layer."))
-    st.dataframe(basis_table(p.basis, dims), hide_index=True, key=f"{key}_basis")

@@ -1,0 +1,56 @@
+"""Models and runs shared by every session of the server process: one model store and one trace cache."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import engine
+from components import state
+from components.labels import markdown_literal
+from components.settings import Settings
+from components.waiting import show_waiting
+from engine.serving import runs
+from engine.serving.cache import RunCache
+from engine.serving.store import ModelStore
+
+
+@st.cache_resource(show_spinner=False)
+def model_store() -> ModelStore:
+    return ModelStore(max_models=3)
+
+
+@st.cache_resource(show_spinner=False)
+def run_cache(memory_mb: int, max_entries: int, runs_per_minute: int) -> RunCache:
+    """The server's runs: finished and in flight, under one memory budget (engine/serving/cache.py)."""
+    return RunCache(memory_mb << 20, max_entries, runs_per_minute)
+
+
+def get_model(name: str, settings: Settings) -> engine.Model:
+    """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
+    store = model_store()
+
+    def load(progress=None) -> engine.Model:
+        return engine.load(name, device=settings.device, progress=progress, max_params=settings.max_params)
+
+    if name in store:
+        return store.get(name, load)
+    slot = st.empty()  # the progress shows while loading and goes once the model is ready
+    with slot.status(f"Loading {markdown_literal(name)}…", expanded=True):  # labels render Markdown
+        bar = st.progress(0.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
+
+        model = store.get(name, lambda: load(progress))
+    slot.empty()
+    return model
+
+
+def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: frozenset[tuple[int, int]],
+              settings: Settings) -> engine.Trace:
+    """The run of `text` with this mask and these heads off: cached, shared with a visitor who asked first, or
+    computed once (resuming from the unmodified run's layers); a notice follows it while it queues or runs."""
+    cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
+    with show_waiting() as on_wait:
+        return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off,
+                              max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)

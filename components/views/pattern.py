@@ -1,0 +1,63 @@
+"""Tab "Attention pattern": the chosen head's pattern beside its pre-softmax scores, a zoom window for long texts,
+and the next-token prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from components.figures.pattern import pattern_csv, pattern_figure, scores_figure
+from components.views._predictions import render_predictions
+from components.views.context import ViewContext
+from engine.arrays import readonly
+
+ZOOM_ABOVE = 128  # longer patterns are drawn as images; a window of them can be read token by token
+
+
+def render(ctx: ViewContext) -> None:
+    layer, head, trace, layout = ctx.layer, ctx.head, ctx.trace, ctx.state.layout
+    tokens = trace.tokens
+    pattern = readonly(trace["pattern", layer, head])  # [n, n]
+    scores = readonly(trace["scores", layer, head])  # [n, n]
+    masked = trace.masked().cpu().numpy()  # [n, n] bool, True where a query may not see a key
+    if ctx.head_off:
+        st.warning(f"Head {layer}.{head} is switched off: its pattern is computed but it adds nothing (Δe = 0).")
+    left, right = st.columns(2)
+    with left:
+        st.subheader(f"Attention pattern · layer {layer}, head {head}")
+        sums = "each row sums to 1" if layout == "query_rows" else "each column sums to 1 (the notes' layout)"
+        st.caption(f"softmax over keys of the masked scores; {sums}")
+        own_scale = st.toggle("colour scale up to this head's largest weight (default: 0 to 1 for every head)",
+                              key="pattern_own_scale")
+        ctx.chart(pattern_figure(pattern, tokens, layout=layout, scores=scores, title="",
+                                 zmax=None if own_scale else 1.0), key="pattern_fig")
+        st.download_button("Download this pattern (CSV)", lambda: pattern_csv(pattern, tokens, layout),
+                           file_name=f"pattern_layer{layer}_head{head}.csv", mime="text/csv")  # built on click
+    with right:
+        st.subheader("Scores q·k / √d_head, before softmax")
+        st.caption("masked cells (a key after its query, under a causal mask) become −∞ and get weight 0")
+        ctx.chart(scores_figure(scores, masked, tokens, layout=layout), key="scores_fig")
+    if trace.n_tokens > ZOOM_ABOVE:
+        render_zoom(ctx, pattern, scores, masked)
+    render_predictions(ctx, key="pattern_tab", choose_position=True)
+
+
+def render_zoom(ctx: ViewContext, pattern: np.ndarray, scores: np.ndarray, masked: np.ndarray) -> None:
+    """A window of at most ZOOM_ABOVE tokens of a long pattern, drawn cell by cell with every label."""
+    n, layout = ctx.trace.n_tokens, ctx.state.layout
+    st.subheader("Zoom: read a window token by token")
+    start, end = st.slider("token window (query and key positions)", 0, n - 1,
+                           value=(max(0, n - 64), n - 1), key="zoom_window")
+    if end - start + 1 > ZOOM_ABOVE:
+        end = start + ZOOM_ABOVE - 1
+        st.caption(f"A window shows at most {ZOOM_ABOVE} tokens: showing {start}–{end}.")
+    window = slice(start, end + 1)
+    tokens = ctx.trace.tokens[window]
+    left, right = st.columns(2)
+    with left:
+        ctx.chart(pattern_figure(pattern[window, window], tokens, layout=layout, scores=scores[window, window],
+                                 offset=start, title=f"pattern, tokens {start}–{end}"), key="zoom_pattern_fig")
+    with right:
+        ctx.chart(scores_figure(scores[window, window], masked[window, window], tokens, layout=layout,
+                                offset=start, title=f"scores, tokens {start}–{end}"), key="zoom_scores_fig")
+    st.caption("Rows of a window need not sum to 1: a query also attends to keys outside the window.")
