@@ -146,7 +146,7 @@ def test_a_view_survives_its_replica(run_dir):
         visitor.get_by_role("button", name="Toggle head 3.2").click()
         before = wait_view(visitor, "v.headsOff && v.bars && v.bars.length === 2")
         link = visitor.url
-        assert "layer=3" in link and "head=2" in link and "off=3.2" in link and "tab=Interventions" in link
+        assert "layer=3" in link and "head=2" in link and "off=3.2" in link and "tab=interventions" in link
 
         # its replica dies
         sockets = record_frames(visitor)
