@@ -132,12 +132,13 @@ class Trace:
         with torch.no_grad():
             return unembed(self.resid_final_[positions], self._weights, self.config).float()
 
-    def masked(self) -> torch.Tensor:
-        """bool [n, n]: True where a query (row) may not see a key (column) in this run."""
+    def masked(self, rows: slice = slice(None)) -> torch.Tensor:
+        """bool [r, n]: True where a query (row) may not see a key (column) in this run (all rows by default)."""
         n = self.n_tokens
+        start, stop, _ = rows.indices(n)
         if not self.causal:
-            return torch.zeros(n, n, dtype=torch.bool, device=self.device)
-        return torch.ones(n, n, dtype=torch.bool, device=self.device).triu(1)
+            return torch.zeros(stop - start, n, dtype=torch.bool, device=self.device)
+        return torch.ones(stop - start, n, dtype=torch.bool, device=self.device).triu(1 + start)
 
     # ---- tensors by name ---------------------------------------------------------------------------------
 

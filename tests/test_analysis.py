@@ -114,16 +114,17 @@ def test_pca_is_deterministic_and_orthonormal():
 
 
 def test_qk_projection_is_reproducible(model, trace):
-    p1 = projections.qk_projection(trace, 2, 1, k=3)
-    p2 = projections.qk_projection(model.run(TEXT), 2, 1, k=3)
+    last = trace.n_tokens - 1
+    p1 = projections.qk_projection(trace, 2, 1, last, k=3)
+    p2 = projections.qk_projection(model.run(TEXT), 2, 1, last, k=3)
     assert p1.queries.shape == p1.keys.shape == (trace.n_tokens, 3)
     np.testing.assert_allclose(p1.queries, p2.queries, atol=1e-4)
     np.testing.assert_allclose(p1.keys, p2.keys, atol=1e-4)
     np.testing.assert_allclose(p1.basis.explained, p2.basis.explained, atol=1e-6)
-    last = trace.n_tokens - 1
-    assert p1.top_keys(last, 1)[0] == int(trace["pattern", 2][1, last].argmax())
+    assert p1.top_keys(1)[0] == int(trace["pattern", 2][1, last].argmax())
+    np.testing.assert_allclose(p1.weights, trace["pattern", 2][1, last].numpy(), rtol=1e-5, atol=1e-7)
     if trace.causal:
-        assert p1.top_keys(0, 3)[0] == 0  # the first query can only see itself
+        assert projections.qk_projection(trace, 2, 1, 0).top_keys(3)[0] == 0  # the first query sees only itself
 
 
 def test_delta_projection_and_path(trace):

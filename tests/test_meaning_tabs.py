@@ -72,7 +72,7 @@ def test_projections_tab_and_its_link(model, models):
     fig = charts(at)["projections_qk_fig"]
     assert title(at, "projections_qk_fig").startswith("Queries and keys")
     queries = next(t for t in fig["data"] if t["name"] == "queries")
-    expected = projections.qk_projection(trace, LAYER, HEAD, k=3).queries  # [n, 3]
+    expected = projections.qk_projection(trace, LAYER, HEAD, trace.n_tokens - 1, k=3).queries  # [n, 3]
     np.testing.assert_allclose(decode(queries["x"]), expected[:, 0], rtol=1e-4, atol=1e-5)
     assert "projections.mode" not in at.query_params  # defaults stay out of the link
 

@@ -46,11 +46,18 @@ def test_block_by_block_views_equal_the_whole_patterns(fixture, request):
         pattern = trace["pattern", layer][head].numpy()
         scores = np.where(masked, -np.inf, trace["scores", layer][head].numpy())
         assert torch.equal(trace.pattern_rows(layer, slice(40, 90), head), trace["pattern", layer][head][40:90])
+        assert torch.equal(trace.masked(slice(40, 90)), trace.masked()[40:90])
         assert torch.allclose(trace.scores_rows(layer, slice(3, 9))[head], trace["scores", layer][head][3:9])
         edges = pooling.pool_edges(n, 48)
-        for name, whole in (("pattern", pattern), ("scores", scores)):
-            assert np.array_equal(pooling.max_pooled(trace, name, layer, head, 48), _block_max(whole, edges))
-            assert np.array_equal(pooling.window(trace, name, layer, head, 10, 70), whole[10:70, 10:70])
+        raw_scores = trace["scores", layer][head].numpy()
+        for name, whole, raw in (("pattern", pattern, pattern), ("scores", scores, raw_scores)):
+            pooled = pooling.max_pooled(trace, name, layer, head, (48, 7))
+            for size, got in zip((48, 7), pooled.maps, strict=True):
+                assert np.array_equal(got, _block_max(whole, pooling.pool_edges(n, size)))
+            finite = whole[np.isfinite(whole)]
+            assert (pooled.low, pooled.high) == (finite.min(), finite.max())
+            np.testing.assert_allclose(pooling.window(trace, name, layer, head, 10, 70), raw[10:70, 10:70],
+                                       rtol=1e-6, atol=1e-6)
     overview = head_stats.head_overview(trace, thumb_px=48)
     for layer in (0, 3):
         p = trace["pattern", layer].double()  # [n_heads, n, n]

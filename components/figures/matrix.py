@@ -6,6 +6,7 @@ Axes are token positions 0..n-1 (tick text = labels) so repeated tokens never sh
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -89,36 +90,54 @@ def matrix_layout(tokens: Sequence[str], layout: Layout, title: str, offset: int
     )
 
 
+@dataclass(frozen=True)
+class Pooled:
+    """A long n × n matrix max-pooled for drawing (query rows): `pixels` [p, p] for the image and `blocks`
+    [b, b] for hover, −inf where a whole block is masked; low and high: the extremes of its unmasked cells."""
+
+    n: int
+    pixels: np.ndarray
+    blocks: np.ndarray
+    low: float
+    high: float
+
+    def oriented(self, layout: Layout) -> Pooled:
+        return Pooled(self.n, orient(self.pixels, layout), orient(self.blocks, layout), self.low, self.high)
+
+
+def pool(z: np.ndarray, masked: np.ndarray | None = None) -> Pooled:
+    """Pool a whole matrix [n, n] (masked cells, bool [n, n], count as −inf)."""
+    vals = np.where(masked, -np.inf, z) if masked is not None else np.asarray(z, dtype=np.float32)
+    finite = vals[np.isfinite(vals)]
+    return Pooled(len(vals), _image.max_pool(vals, MAX_IMAGE_PX), _image.max_pool(vals, HOVER_BLOCKS),
+                  float(finite.min(initial=0.0)), float(finite.max(initial=0.0)))
+
+
 def image_traces(
-    z: np.ndarray,
+    pooled: Pooled,
     tokens: Sequence[str],
     layout: Layout,
     *,
     colorscale: str,
     zmin: float,
     zmax: float,
-    masked: np.ndarray | None,
     value_name: str,
     colorbar_title: str,
 ) -> list[go.BaseTraceType]:
-    """A PNG image of display matrix z [rows, cols] plus a transparent block Heatmap for hover and colour bar.
-
-    Masked cells (bool [rows, cols]) get their own grey palette entry. Hover names the blocks of query and
+    """A PNG image of a pooled matrix (already oriented for display) plus a transparent block Heatmap for hover
+    and colour bar. Masked cells (−inf) get their own grey palette entry. Hover names the blocks of query and
     key positions under the cursor and the block's largest unmasked value.
     """
-    n = z.shape[0]
-    vals = np.where(masked, -np.inf, z) if masked is not None else z  # [rows, cols], masked = -inf
-    pooled = _image.max_pool(vals, MAX_IMAGE_PX)  # [px, px]
+    n, pixels, block = pooled.n, pooled.pixels, pooled.blocks
     colors = _image.palette(colorscale, 255)
-    index = _image.quantize(pooled, zmin, zmax, levels=255, offset=1)
-    index[np.isneginf(pooled)] = 0
+    index = _image.quantize(pixels, zmin, zmax, levels=255, offset=1)
+    index[np.isneginf(pixels)] = 0
     grey = np.array([MASKED_RGB], dtype=np.uint8)
-    scale = n / pooled.shape[0]  # tokens per pixel
+    scale = n / pixels.shape[0]  # tokens per pixel
     image = go.Image(source=_image.png_data_uri(index, np.concatenate([grey, colors])), x0=(scale - 1) / 2,
                      y0=(scale - 1) / 2, dx=scale, dy=scale, hoverinfo="skip",
-                     zsmooth="fast" if pooled.shape[0] > 800 else False)
-    edges = _image.pool_edges(n, HOVER_BLOCKS)
-    block = _image.max_pool(vals, HOVER_BLOCKS)  # [blocks, blocks]
+                     zsmooth="fast" if pixels.shape[0] > 800 else False)
+    edges = _image.pool_edges(n, block.shape[0])
     names = block_labels(tokens, edges)
     row_name, col_name = ("queries", "keys") if layout == "query_rows" else ("keys", "queries")
     value = np.where(np.isneginf(block), "−∞ (masked)", np.char.mod("%.4g", block).astype(object))

@@ -27,7 +27,7 @@ def _check(a: np.ndarray, tokens: Sequence[str], name: str) -> np.ndarray:
 
 
 def pattern_figure(
-    pattern: np.ndarray,
+    pattern: np.ndarray | _matrix.Pooled,
     tokens: Sequence[str],
     *,
     layout: Layout = "query_rows",
@@ -37,19 +37,23 @@ def pattern_figure(
     zmax: float | None = 1.0,
     offset: int = 0,
 ) -> go.Figure:
-    """Heatmap of pattern [n_query, n_key] (rows sum to 1); an image when n > image_threshold.
+    """Heatmap of pattern [n_query, n_key] (rows sum to 1); an image when n > image_threshold or when the
+    pattern comes already pooled (a long text, reduced block by block by the engine).
 
     layout "key_rows" transposes (keys as rows, each column sums to 1, as in the explanation). Hover names
     query, key, weight and, given scores [n_query, n_key], the raw q·k/√d_head. zmax=None: the pattern's max.
     offset: position of tokens[0] in the whole text, for a zoomed window (heatmap mode only).
     """
-    pattern = _check(pattern, tokens, "pattern")  # [n_query, n_key]
-    top = float(zmax) if zmax is not None else max(float(pattern.max(initial=0.0)), 1e-9)
-    z = _matrix.orient(pattern, layout)  # [rows, cols]
-    if len(tokens) > image_threshold:
-        traces = _matrix.image_traces(z, tokens, layout, colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
-                                      masked=None, value_name="weight", colorbar_title="weight")
+    image = isinstance(pattern, _matrix.Pooled) or len(tokens) > image_threshold
+    if image:
+        pooled = pattern if isinstance(pattern, _matrix.Pooled) else _matrix.pool(_check(pattern, tokens, "pattern"))
+        top = float(zmax) if zmax is not None else max(pooled.high, 1e-9)
+        traces = _matrix.image_traces(pooled.oriented(layout), tokens, layout, colorscale=PATTERN_COLORSCALE,
+                                      zmin=0.0, zmax=top, value_name="weight", colorbar_title="weight")
     else:
+        pattern = _check(pattern, tokens, "pattern")  # [n_query, n_key]
+        top = float(zmax) if zmax is not None else max(float(pattern.max(initial=0.0)), 1e-9)
+        z = _matrix.orient(pattern, layout)  # [rows, cols]
         lines = ["weight %{z:.4f}"]
         raw = None
         if scores is not None:
@@ -60,13 +64,12 @@ def pattern_figure(
                              colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
                              colorbar=dict(title=dict(text="weight")),
                              hovertemplate=_matrix.cell_hover(layout, *lines))]
-    shown_offset = offset if len(tokens) <= image_threshold else 0
-    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, shown_offset))
+    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, 0 if image else offset))
 
 
 def scores_figure(
-    scores: np.ndarray,
-    masked: np.ndarray,
+    scores: np.ndarray | _matrix.Pooled,
+    masked: np.ndarray | None,
     tokens: Sequence[str],
     *,
     layout: Layout = "query_rows",
@@ -77,17 +80,21 @@ def scores_figure(
     """Pre-softmax scores q·k/√d_head [n_query, n_key] on a diverging scale centred at 0.
 
     Masked cells (bool [n_query, n_key], True = masked) are not on the colour scale: a grey layer shows
-    through their gap and hover says "−∞ (masked)" with the score the mask replaced.
+    through their gap and hover says "−∞ (masked)" with the score the mask replaced. Already pooled scores
+    (a long text) carry their mask as −inf.
     """
-    scores = _check(scores, tokens, "scores")  # [n_query, n_key]
-    masked = np.broadcast_to(np.asarray(masked, dtype=bool), scores.shape)  # [n_query, n_key]
-    visible = scores[~masked]
-    bound = max(float(np.abs(visible).max(initial=0.0)), 1e-6)
-    z, hidden = _matrix.orient(scores, layout), _matrix.orient(masked, layout)  # [rows, cols]
-    if len(tokens) > image_threshold:
-        traces = _matrix.image_traces(z, tokens, layout, colorscale=SCORES_COLORSCALE, zmin=-bound, zmax=bound,
-                                      masked=hidden, value_name="score", colorbar_title=SCORE_NAME)
+    image = isinstance(scores, _matrix.Pooled) or len(tokens) > image_threshold
+    if image:
+        pooled = scores if isinstance(scores, _matrix.Pooled) else _matrix.pool(
+            _check(scores, tokens, "scores"), np.broadcast_to(np.asarray(masked, dtype=bool), (len(tokens),) * 2))
+        bound = max(abs(pooled.low), abs(pooled.high), 1e-6)
+        traces = _matrix.image_traces(pooled.oriented(layout), tokens, layout, colorscale=SCORES_COLORSCALE,
+                                      zmin=-bound, zmax=bound, value_name="score", colorbar_title=SCORE_NAME)
     else:
+        scores = _check(scores, tokens, "scores")  # [n_query, n_key]
+        masked = np.broadcast_to(np.asarray(masked, dtype=bool), scores.shape)  # [n_query, n_key]
+        bound = max(float(np.abs(scores[~masked]).max(initial=0.0)), 1e-6)
+        z, hidden = _matrix.orient(scores, layout), _matrix.orient(masked, layout)  # [rows, cols]
         # Two layers, each with gaps (NaN) where the other draws: hover comes from whichever has the cell.
         positions = np.arange(offset, offset + len(tokens))
         grey = go.Heatmap(z=np.where(hidden, 1.0, np.nan).astype(np.float32), x=positions, y=positions,
@@ -103,8 +110,7 @@ def scores_figure(
                           colorbar=dict(title=dict(text=SCORE_NAME)),
                           hovertemplate=_matrix.cell_hover(layout, f"{SCORE_NAME} %{{z:.3f}}"))
         traces = [grey, main]
-    shown_offset = offset if len(tokens) <= image_threshold else 0
-    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, shown_offset))
+    return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, 0 if image else offset))
 
 
 def pattern_csv(pattern: np.ndarray, tokens: Sequence[str], layout: Layout = "query_rows") -> str:

@@ -43,7 +43,7 @@ def _layout(basis: PCA, dims: int, title: str) -> dict:
                 legend=dict(x=0, y=1))
 
 
-def qk_figure(p: QKProjection, tokens: Sequence[str], query: int, n_top: int, dims: int = 2) -> go.Figure:
+def qk_figure(p: QKProjection, tokens: Sequence[str], n_top: int, dims: int = 2) -> go.Figure:
     """Queries (circles) and keys (diamonds) in one space; lines from the chosen query to its top keys."""
     labels = token_labels(tokens)
     where = f"layer {p.layer}, head {p.head}"
@@ -54,9 +54,9 @@ def qk_figure(p: QKProjection, tokens: Sequence[str], query: int, n_top: int, di
                                name=name, text=token_labels(tokens, 12),
                                textposition="top center", hovertext=hover, hoverinfo="text",
                                marker=dict(symbol=symbol, size=9 if dims == 2 else 5, opacity=0.8)))
-    top = p.top_keys(query, n_top)
-    for rank, j in enumerate(top):
-        w = float(p.pattern[query, j])
+    query = p.query
+    for rank, j in enumerate(p.top_keys(n_top)):
+        w = float(p.weights[j])
         traces.append(_scatter(np.stack([p.queries[query], p.keys[j]]), dims, mode="lines", showlegend=rank == 0,
                                name=f"query {query} → its top keys", legendgroup="top",
                                line=dict(color="crimson", width=1 + 6 * w),

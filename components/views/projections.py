@@ -41,11 +41,11 @@ def render_qk(ctx: ViewContext, dims: int) -> tuple[analysis.PCA, str]:
     tokens, cfg = ctx.trace.tokens, ctx.model.config
     query = token_select("Query token", tokens, key="projections_query", default=last_word_token(ctx.model, ctx.trace))
     n_top = st.slider("Lines to the top keys", 1, min(5, len(tokens)), min(3, len(tokens)), key="projections_top")
-    p = analysis.qk_projection(ctx.trace, ctx.layer, ctx.head, k=3)
+    p = analysis.qk_projection(ctx.trace, ctx.layer, ctx.head, query, k=3)
     st.caption(f"Query and key vectors of layer {ctx.layer}, head {ctx.head} ({cfg.d_head} dimensions, after rotary "
                "position encoding where the model uses it) projected on one PCA basis fitted to both, so a key close "
                "in direction to a query answers it: their dot product sets the attention weight.")
-    ctx.chart(qk_figure(p, tokens, query, n_top, dims), key="projections_qk_fig")
+    ctx.chart(qk_figure(p, tokens, n_top, dims), key="projections_qk_fig")
     return p.basis, f"{2 * len(tokens)} vectors (queries and keys) of dimension {cfg.d_head}"
 
 

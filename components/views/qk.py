@@ -17,7 +17,7 @@ def render(ctx: ViewContext) -> None:
     query = token_select("Query token (attending from)", trace.tokens, key="qk_query")
     q = readonly(trace["q", layer, head][query])  # [d_head]
     keys = readonly(trace["k", layer, head])  # [n, d_head]
-    masked = trace.masked()[query].cpu().numpy()  # [n] bool
+    masked = trace.masked(slice(query, query + 1))[0].cpu().numpy()  # [n] bool
     weights = readonly(trace.pattern_rows(layer, slice(query, query + 1), head)[0])  # [n]
     top = int(weights.argmax())
     st.markdown(markdown_literal(

@@ -91,7 +91,7 @@ def value_factoring(model: Model, trace: Trace, layer: int, head: int, query: in
     attn = model._weights.blocks[layer].attn
     kv_head = head // cfg.kv_group
     on = float(trace.head_mask[layer, head])
-    weights = trace["pattern", layer, head][query].double() * on  # [n_tokens]
+    weights = trace.pattern_rows(layer, slice(query, query + 1), head)[0].double() * on  # [n_tokens]
     values = trace["v", layer, head].double() @ attn.W_O[head].double().cpu()  # [n_tokens, d_model]
     contributions = weights[:, None] * values  # [n_tokens, d_model]
     error = (contributions.sum(0) - trace["head_out", layer, head][query].double()).abs().max()

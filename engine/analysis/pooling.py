@@ -8,6 +8,7 @@ at 8,192 tokens).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -36,22 +37,38 @@ def _rows(trace: Trace, name: Matrix, layer: int, head: int, rows: slice) -> tor
     return scores
 
 
-def max_pooled(trace: Trace, name: Matrix, layer: int, head: int, size: int) -> np.ndarray:
-    """[t, t] with t = min(n, size): the largest value in each block of query rows × key columns (−inf for a
-    scores block that is wholly masked)."""
+@dataclass(frozen=True)
+class Pooled:
+    """One matrix max-pooled at several sizes, and the extremes of its unmasked cells."""
+
+    n: int
+    maps: tuple[np.ndarray, ...]  # [t, t] per size asked for, t = min(n, size); −inf where a block is masked
+    low: float
+    high: float
+
+
+def max_pooled(trace: Trace, name: Matrix, layer: int, head: int, sizes: tuple[int, ...]) -> Pooled:
+    """The largest value in each block of query rows × key columns, for each size, in one pass over the rows
+    (masked scores count as −inf, so a wholly masked block stays −inf)."""
     n = trace.n_tokens
-    edges = pool_edges(n, size)
-    out = np.full((len(edges) - 1, len(edges) - 1), -np.inf, dtype=np.float32)
+    edges = [pool_edges(n, size) for size in sizes]
+    maps = [np.full((len(e) - 1, len(e) - 1), -np.inf, dtype=np.float32) for e in edges]
+    low, high = np.inf, -np.inf
     for rows in trace.row_blocks():
         block = _rows(trace, name, layer, head, rows).float().cpu().numpy()  # [r, n]
-        columns = np.maximum.reduceat(block, edges[:-1], axis=-1)  # [r, t]
-        cell = np.searchsorted(edges, np.arange(rows.start, rows.stop), side="right") - 1  # [r]
-        first = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-        out[cell[first]] = np.maximum(out[cell[first]], np.maximum.reduceat(columns, first, axis=0))
-    return readonly(out)
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+        for out, e in zip(maps, edges, strict=True):
+            columns = np.maximum.reduceat(block, e[:-1], axis=-1)  # [r, t]
+            cell = np.searchsorted(e, np.arange(rows.start, rows.stop), side="right") - 1  # [r]
+            first = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+            out[cell[first]] = np.maximum(out[cell[first]], np.maximum.reduceat(columns, first, axis=0))
+    return Pooled(n, tuple(readonly(m) for m in maps), low, high)
 
 
 def window(trace: Trace, name: Matrix, layer: int, head: int, start: int, stop: int) -> np.ndarray:
-    """[w, w]: the exact cells of query rows and key columns start..stop-1 (masked scores at −inf)."""
-    block = _rows(trace, name, layer, head, slice(start, stop))[:, start:stop]
-    return readonly(block)
+    """[w, w]: the exact cells of query rows and key columns start..stop-1 (scores before masking)."""
+    rows = slice(start, stop)
+    block = trace.pattern_rows(layer, rows, head) if name == "pattern" else trace.scores_rows(layer, rows, head)
+    return readonly(block[:, start:stop])

@@ -45,27 +45,29 @@ def pca(points: np.ndarray | torch.Tensor, k: int = 3) -> PCA:
 
 @dataclass(frozen=True)
 class QKProjection:
-    """Queries and keys of one head in one shared PCA space."""
+    """Queries and keys of one head in one shared PCA space, and one query's pattern row."""
 
     layer: int
     head: int
     queries: np.ndarray  # [n, k]
     keys: np.ndarray  # [n, k]
-    pattern: np.ndarray  # [n_query, n_key], to draw lines from a query to its top keys
+    query: int
+    weights: np.ndarray  # [n_key], the query's pattern row, to draw lines to its top keys
     basis: PCA
 
-    def top_keys(self, query: int, m: int = 3) -> list[int]:
-        """The m keys this query attends to most (masked keys have weight 0 and come last)."""
-        return [int(i) for i in np.argsort(-self.pattern[query], kind="stable")[:m]]
+    def top_keys(self, m: int = 3) -> list[int]:
+        """The m keys the query attends to most (masked keys have weight 0 and come last)."""
+        return [int(i) for i in np.argsort(-self.weights, kind="stable")[:m]]
 
 
-def qk_projection(trace: Trace, layer: int, head: int, k: int = 3) -> QKProjection:
+def qk_projection(trace: Trace, layer: int, head: int, query: int, k: int = 3) -> QKProjection:
     """Project a head's queries and keys (after rotary, as the scores use them) with one shared basis."""
     q = trace["q", layer, head].float()  # [n, d_head]
     key = trace["k", layer, head].float()  # [n, d_head]
     basis = pca(torch.cat([q, key]), k)
+    row = trace.pattern_rows(layer, slice(query, query + 1), head)[0]  # [n]
     return QKProjection(layer, head, readonly(basis.transform(q.cpu().numpy())),
-                        readonly(basis.transform(key.cpu().numpy())), readonly(trace["pattern", layer, head]), basis)
+                        readonly(basis.transform(key.cpu().numpy())), query, readonly(row), basis)
 
 
 @dataclass(frozen=True)
