@@ -1,13 +1,15 @@
-"""Long texts: 2,048 tokens through the engine and the app with bounded payloads; the trace cache evicts."""
+"""Long texts: 2,048 and 8,192 tokens (SmolLM2's whole context) through the engine and the app with bounded payloads;
+the run cache evicts."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from apptest_tools import open_tab
+from apptest_tools import decode, open_tab
 from streamlit.testing.v1 import AppTest
 
 import engine
@@ -16,7 +18,7 @@ from engine.serving.cache import RunCache
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PARAGRAPH = ("The mole dug a tunnel under the garden, and the gardener, who had planted roses there in spring, "
              "was furious about it. ")
-LONG_TEXT = PARAGRAPH * 120  # about 2,900 tokens: cut to the 2,048 the app allows by default
+LONG_TEXT = PARAGRAPH * 120  # about 2,900 tokens: cut to 2,048
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +43,8 @@ def spec_sizes(at: AppTest) -> dict[str, int]:
     return {el.proto.id.rsplit("-", 1)[-1]: len(el.proto.spec) for el in at.get("plotly_chart")}
 
 
-def test_2048_tokens_run_through_the_app_with_small_figures():
+def test_2048_tokens_run_through_the_app_with_small_figures(monkeypatch):
+    monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", "2048")
     at = AppTest.from_file(APP, default_timeout=900)
     at.query_params["text"] = LONG_TEXT
     at.run()
@@ -55,6 +58,28 @@ def test_2048_tokens_run_through_the_app_with_small_figures():
     open_tab(at, "heads")
     assert not at.exception, [e.value for e in at.exception]
     assert 0 < spec_sizes(at)["head_grid_fig"] < 2e6
+
+
+def test_8192_tokens_smollm2s_whole_context_run_through_the_app(monkeypatch):
+    """SmolLM2's full context: the run fits its memory estimate, the pattern and scores come as images pooled
+    block by block, the zoom window reads exact cells and sums with the pattern's rows, payloads stay small."""
+    monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", "8192")
+    monkeypatch.setenv("ATTN_EXPLORER_MAX_CHARS", "100000")
+    at = AppTest.from_file(APP, default_timeout=1200)
+    at.query_params["text"] = PARAGRAPH * 400  # about 9,600 tokens
+    at.query_params["layer"] = "20"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("the first 8,192 were used" in i.value for i in at.info)
+    figures = {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+    for key in ("pattern_fig", "scores_fig"):
+        assert figures[key]["data"][0]["type"] == "image" and len(json.dumps(figures[key])) < 5e6
+        assert figures[key]["layout"]["xaxis"]["range"][1] == pytest.approx(8191.5)
+    zoom = figures["zoom_pattern_fig"]["data"][0]
+    assert zoom["type"] == "heatmap" and figures["zoom_pattern_fig"]["layout"]["xaxis"]["range"][1] == \
+        pytest.approx(8191.5)
+    window = decode(zoom["z"])  # [64, 64]: the last 64 queries against the last 64 keys
+    assert window.shape == (64, 64) and (np.triu(window, 1) == 0).all() and (window.sum(1) <= 1 + 1e-5).all()
 
 
 def test_the_run_cache_evicts_by_entries_and_bytes(minilm):
