@@ -39,7 +39,7 @@ def get_model(name: str) -> engine.Model:
     store = model_store()
 
     def load(progress=None) -> engine.Model:
-        return engine.load(name, device=SETTINGS.device, progress=progress, max_params=SETTINGS.max_params)
+        return engine.load(name, progress=progress, **SETTINGS.load_options())  # the operator's limits and policy
 
     if name in store:
         return store.get(name, load)
@@ -149,7 +149,8 @@ def choose_model() -> engine.Model:
     target = choice
     if choice == OTHER:
         target = st.sidebar.text_input(
-            "Hugging Face id or local folder", key="custom_model", placeholder="gpt2, distilgpt2, bert-base-uncased",
+            "Hugging Face id or local folder" if SETTINGS.allow_local_folders else "Hugging Face id",
+            key="custom_model", placeholder="gpt2, distilgpt2, bert-base-uncased",
             help="GPT-2, Llama and BERT families. Loading from the hub needs internet; remote code is never run.",
             max_chars=MAX_MODEL_NAME,
         ).strip()
