@@ -44,6 +44,7 @@ def lru(hub: FakeHub, root: Path) -> dict:
         time.sleep(0.05)  # distinct last-use times even on a coarse clock
     seen["big"] = [load("org/big"), entries(root), [f for r, f in hub.served if r == "org/big"],
                    (root / "models--org--big").exists()]
+    seen["70b"] = [load("org/70b"), [f for r, f in hub.served if r == "org/70b"]]  # small files, a 70 B config
     return seen
 
 

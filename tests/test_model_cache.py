@@ -69,12 +69,18 @@ def test_least_recently_used_download_goes_and_the_embedded_models_stay(tiny_rep
     shutil.copy(tiny_repo / "config.json", big)
     with open(big / "model.safetensors", "wb") as f:
         f.truncate(4 * size)  # sparse: 4 small models' worth of bytes, no disk used
+    huge = tmp_path / "repos" / "org--70b"
+    shutil.copytree(tiny_repo, huge)
+    (huge / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "intermediate_size": 28_672, "vocab_size": 32_000, "max_position_embeddings": 4096}))
     cache = tmp_path / "cache"
     cache.mkdir()
     embedded = loading.resolve("smollm2-135m", lambda f, m: None)  # the verified dequantised weights
     (cache / embedded.name).symlink_to(embedded, target_is_directory=True)  # beside the downloads, as in use
 
-    seen = scenario("lru", repos={**served, "org/big": str(big)}, cache=str(cache), budget_gb=2.5 * size / 1e9)
+    seen = scenario("lru", repos={**served, "org/big": str(big), "org/70b": str(huge)}, cache=str(cache),
+                    budget_gb=2.5 * size / 1e9)
 
     listing = [(p.name, p.stat().st_size) for p in tiny_repo.iterdir()]
     files_per_model = len(plan(listing, weights=True).files)  # not chat_template.jinja: the engine never reads it
@@ -87,6 +93,9 @@ def test_least_recently_used_download_goes_and_the_embedded_models_stay(tiny_rep
     assert message.startswith("DiskBudgetExceeded: org/big needs ") and "more than this server's whole disk " \
         "budget for downloaded models" in message and message.endswith("Choose a smaller model.")
     assert kept == ["org/a", "org/c"] and big_files == [] and not big_folder  # refused before any file
+    message, files = seen["70b"]  # within the disk budget, over the parameter limit: refused from its config alone
+    assert "has about 68,713 M parameters" in message and "over this server's limit of 1,000 M" in message
+    assert files == ["config.json"]
     # the embedded models: SmolLM2's cache beside the downloads is untouched and still verified, MiniLM's package too
     assert (cache / embedded.name).is_symlink() and loading.cache_is_valid(cache / embedded.name)
     monkeypatch.setenv("ATTN_EXPLORER_CACHE", str(cache))

@@ -27,6 +27,7 @@ import pytest
 import streamlit as st
 import torch
 from apptest_tools import charts, decode, new_app, start
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
@@ -286,6 +287,16 @@ def bad_folders(tmp_path_factory, tiny_gpt2) -> dict[str, Path]:
     return folders
 
 
+@pytest.fixture
+def local_server():
+    """A server listening on localhost, as `bash scripts/run.sh` starts it: local folders are allowed by default.
+    (On any other address every path gets one message: tests/test_local_folders.py.)"""
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield
+    st_config.set_option("server.address", before)
+
+
 def model_failures(folders: dict[str, Path]) -> list[tuple[str, str, str]]:
     """(what it is, the name a visitor types, what the message must say)."""
     return [
@@ -302,7 +313,7 @@ def model_failures(folders: dict[str, Path]) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_model_failures_keep_the_previous_model(bad_folders, monkeypatch):
+def test_model_failures_keep_the_previous_model(bad_folders, local_server, monkeypatch):
     loads = []
     load = engine.load
     monkeypatch.setattr(engine, "load", lambda name, *a, **k: (loads.append(name), load(name, *a, **k))[1])
@@ -335,7 +346,7 @@ def test_model_name_markup_is_escaped_in_the_message():
     assert "Still showing smollm2" in message
 
 
-def test_too_large_model_follows_the_server_limit(tmp_path, monkeypatch):
+def test_too_large_model_follows_the_server_limit(tmp_path, local_server, monkeypatch):
     folder = tmp_path / "llama-40m"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(llama_config(512, 8, 1024)))  # about 34 M parameters
@@ -471,6 +482,7 @@ def test_settings_are_read_from_the_environment(monkeypatch):
     default = settings.load()
     assert (default.max_tokens, default.max_chars, default.allow_custom_models, default.device) == \
         (2048, 20_000, True, None)
+    assert (default.allow_local_folders, default.model_cache_bytes) == (False, 20_000_000_000)  # not on localhost
     monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", "256")
     monkeypatch.setenv("ATTN_EXPLORER_MAX_CHARS", "5000")
     monkeypatch.setenv("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", "off")
@@ -532,7 +544,7 @@ def test_custom_models_off_hides_the_field_and_ignores_links(monkeypatch):
     assert start(model="minilm-l6").session_state.model == "minilm-l6"  # the embedded models stay choosable
 
 
-def test_a_device_that_does_not_exist_is_a_message_not_a_crash(tiny_gpt2, monkeypatch):
+def test_a_device_that_does_not_exist_is_a_message_not_a_crash(tiny_gpt2, local_server, monkeypatch):
     at = start()
     at.selectbox(key="model_choice").set_value("other…").run()
     monkeypatch.setenv("ATTN_EXPLORER_DEVICE", "no-such-device")
