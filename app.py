@@ -3,6 +3,7 @@ components/ and every number comes from engine/."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.parse
 import uuid
@@ -13,7 +14,7 @@ import engine
 from components import explorer, presets, recovery, settings
 from components.content import MODEL_DESCRIPTIONS
 from components.labels import markdown_literal
-from components.waiting import show_waiting
+from components.waiting import rate_limited, show_waiting
 from engine.serving.cache import RunCache
 from engine.serving.runs import get_trace as shared_trace
 from engine.serving.store import ModelStore
@@ -67,6 +68,14 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     with show_waiting() as on_wait:
         return shared_trace(trace_cache(), model, text, causal=causal, heads_off=heads_off,
                             max_tokens=SETTINGS.max_tokens, session=st.session_state.session_id, on_wait=on_wait)
+
+
+def run_view(model: engine.Model, text: str, causal: bool | None,
+             heads_off: frozenset) -> tuple[engine.Trace, engine.Trace | None]:
+    """The run the page shows and, while an intervention is active, the unmodified run beside it."""
+    trace = get_trace(model, text, causal, heads_off)
+    intervened = bool(heads_off) or (causal is not None and causal != model.config.causal)
+    return trace, get_trace(model, text, None, frozenset()) if intervened else None
 
 
 # ---- state: session_state, restored from and written back to the URL ---------------------------------------
@@ -219,9 +228,17 @@ def main() -> None:
         text = s.get("last_good_text") or presets.SENTENCES[0][1]
     causal = MASKS[s.mask]
     try:
-        trace = get_trace(model, text, causal, s.heads_off)
-        intervened = bool(s.heads_off) or (causal is not None and causal != model.config.causal)
-        base = get_trace(model, text, None, frozenset()) if intervened else None  # the unmodified run
+        trace, base = run_view(model, text, causal, s.heads_off)
+        s.last_good_run = (s.model, text, causal, s.heads_off)
+    except engine.RateLimited as err:  # past this visitor's cap: the last view that ran stays (from the cache)
+        last, trace = s.get("last_good_run"), None
+        if last and last[0] == s.model:
+            with contextlib.suppress(engine.EngineError):
+                trace, base = run_view(model, *last[1:])
+        st.warning(markdown_literal(rate_limited(err, showing_last=trace is not None)))
+        if trace is None:
+            return
+        text = last[1]
     except engine.EngineError as err:
         st.error(markdown_literal(f"This text could not be run: {err}"))
         return

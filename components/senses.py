@@ -162,8 +162,8 @@ def render(model: engine.Model, trace: engine.Trace, run: Callable[[str, bool | 
         return
     try:
         traces = [run(text, False if mask_off else None) for _, text in sentences]
-    except engine.InputError as err:
-        st.error(f"Could not run a sentence: {err}")
+    except engine.EngineError as err:  # bad text, or the server's limits (runs per minute, memory)
+        st.error(markdown_literal(f"Could not run a sentence: {err}"))
         return
 
     found, missing = [], []
