@@ -40,7 +40,7 @@ def _float(name: str, default: float) -> float:
         value = float(raw) if raw is not None else default
     except ValueError:
         return default
-    return value if value > 0 else default
+    return value if 0 < value < float("inf") else default
 
 
 def _bool(name: str, default: bool) -> bool:

@@ -69,10 +69,10 @@ def _hub_errors(repo_id: str, err: Exception) -> ModelLoadError | None:
     return None
 
 
-def _out_of_reach(repo_id: str, err: Exception) -> ModelLoadError:
+def _out_of_reach(repo_id: str, why: str) -> ModelLoadError:
     return ModelLoadError(
         f"could not fetch {repo_id!r}: the Hugging Face hub is out of reach (no network?) and it is not in the "
-        f"local cache. Offline, use smollm2-135m or minilm-l6, or a local folder. ({type(err).__name__})")
+        f"local cache. Offline, use smollm2-135m or minilm-l6, or a local folder. ({why})")
 
 
 def repo_files(repo_id: str) -> tuple[str | None, list[tuple[str, int]]] | None:
@@ -102,7 +102,7 @@ def _download(repo_id: str, root: Path, patterns: list[str], revision: str | Non
         if refused is not None:
             raise refused from None
         if isinstance(err, OSError):  # LocalEntryNotFoundError, a connection that broke, a full disk
-            raise _out_of_reach(repo_id, err) from None
+            raise _out_of_reach(repo_id, type(err).__name__) from None
         raise
 
 
@@ -123,6 +123,8 @@ def checkout(repo_id: str, progress: Progress, root: Path, budget_bytes: int | N
                 f"downloaded models ({size_text(budget_bytes)}). Choose a smaller model.")
     cache = ModelCache(root, budget_bytes)
     name = repo_folder_name(repo_id=repo_id, repo_type="model")
+    if listing is None and not (root / name).is_dir():  # offline, never downloaded: nothing to read, nothing written
+        raise _out_of_reach(repo_id, "not downloaded")
 
     def fetch(weights: bool) -> Path:
         if listing is None:  # offline: the local cache alone, nothing downloaded

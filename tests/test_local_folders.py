@@ -68,7 +68,7 @@ def test_load_options_carry_the_policy(address, no_operator_settings, monkeypatc
     monkeypatch.setenv("ATTN_EXPLORER_MODEL_CACHE_GB", "2.5")
     assert settings.load().load_options() == {"device": None, "max_params": 1_000_000_000, "allow_hub": True,
                                               "allow_local_folders": False, "model_cache_bytes": 2_500_000_000}
-    for raw in ("abc", "0", "-3"):
+    for raw in ("abc", "0", "-3", "inf", "nan"):
         monkeypatch.setenv("ATTN_EXPLORER_MODEL_CACHE_GB", raw)
         assert settings.load().model_cache_bytes == 20_000_000_000, raw
 

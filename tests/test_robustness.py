@@ -419,8 +419,15 @@ def test_hub_failures_with_a_network(tmp_path):
 
 
 def test_hub_size_and_architecture_are_checked_before_the_weights_download(tmp_path, monkeypatch):
+    """The hub lists a 70 B model's files (140 GB of weights): only its config.json is fetched before it is refused.
+    (Through a fake hub with real downloads: tests/test_model_cache.py.)"""
     import huggingface_hub
 
+    from engine import hub
+
+    monkeypatch.setenv("ATTN_EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "repo_files", lambda repo_id: ("0" * 40, [("config.json", 300),
+                                                                       ("model.safetensors", 140 * 10**9)]))
     requested = []
 
     def snapshot_download(repo_id, allow_patterns=None, **kwargs):
