@@ -3,12 +3,13 @@ state is components/state.py, the tabs are components/views/, and every number c
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import streamlit as st
 
 import engine
-from components import content, recovery, runs, settings, sidebar, state
+from components import content, recovery, runs, settings, sidebar, state, waiting
 from components.labels import markdown_literal
 from components.views.context import ViewContext
 from components.views.registry import SCHEMA, VIEWS
@@ -23,6 +24,16 @@ def run_text(model: engine.Model, text: str, s: state.AppState) -> tuple[engine.
     intervened = bool(s.heads_off) or (s.causal is not None and s.causal != model.config.causal)
     base = runs.get_trace(model, text, None, frozenset(), SETTINGS) if intervened else None
     return trace, base
+
+
+def last_view(model: engine.Model, s: state.AppState) -> tuple | None:
+    """(text, state, trace, base) of the session's last view of this model, from the cache; None if gone."""
+    last = state.last_good_view()
+    if last is None or last[1].model != s.model:
+        return None
+    with contextlib.suppress(engine.EngineError):
+        return (*last, *run_text(model, *last))
+    return None
 
 
 def notices(model: engine.Model, trace: engine.Trace, s: state.AppState) -> None:
@@ -60,10 +71,16 @@ def main() -> None:
         text = last or content.DEFAULT_SENTENCE
     try:
         trace, base = run_text(model, text, s)
+    except engine.RateLimited as err:  # past this visitor's cap: the last view that ran stays (from the cache)
+        last = last_view(model, s)
+        st.warning(markdown_literal(waiting.rate_limited(err, showing_last=last is not None)))
+        if last is None:
+            return
+        text, s, trace, base = last
     except engine.EngineError as err:
         st.error(markdown_literal(f"This text could not be run: {err}"))
         return
-    state.remember_good_text(text)
+    state.remember_good_view(text, s)
     notices(model, trace, s)
     tabs(ViewContext(model=model, trace=trace, base=base, state=s, settings=SETTINGS,
                      run=lambda other, causal: runs.get_trace(model, other, causal, frozenset(), SETTINGS)))

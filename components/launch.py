@@ -1,5 +1,6 @@
 """`attention-explorer`: start the app (`streamlit run app.py`) from any directory, with the project's own
-Streamlit configuration (.streamlit/config.toml). Extra arguments go to `streamlit run`."""
+Streamlit configuration (.streamlit/config.toml), listening on localhost like scripts/run.sh. Extra arguments go
+to `streamlit run` (a later --server.address wins)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # Streamlit reads .streamlit/config.toml and secrets.toml from the working directory
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(app), *(sys.argv[1:] if argv is None else argv)]
+    sys.argv = ["streamlit", "run", str(app), "--server.address", "localhost",
+                *(sys.argv[1:] if argv is None else argv)]
     return cli.main()
 
 

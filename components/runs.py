@@ -30,7 +30,7 @@ def get_model(name: str, settings: Settings) -> engine.Model:
     store = model_store()
 
     def load(progress=None) -> engine.Model:
-        return engine.load(name, device=settings.device, progress=progress, max_params=settings.max_params)
+        return engine.load(name, progress=progress, **settings.load_options())  # the operator's limits and policy
 
     if name in store:
         return store.get(name, load)

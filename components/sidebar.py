@@ -30,7 +30,8 @@ def choose_model(settings: Settings, shown: str) -> engine.Model:
     target = st.sidebar.selectbox("Model", options, key=state.PICKER_KEY, format_func=model_label)
     if target == state.OTHER_MODEL:
         target = st.sidebar.text_input(
-            "Hugging Face id or local folder", key=state.CUSTOM_KEY, placeholder="gpt2, distilgpt2, bert-base-uncased",
+            "Hugging Face id or local folder" if settings.allow_local_folders else "Hugging Face id",
+            key=state.CUSTOM_KEY, placeholder="gpt2, distilgpt2, bert-base-uncased",
             help="GPT-2, Llama and BERT families. Loading from the hub needs internet; remote code is never run.",
             max_chars=state.MAX_MODEL_NAME,
         ).strip()

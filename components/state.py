@@ -51,7 +51,7 @@ KEYS = {"model": "model", "text": "text", "mask": "mask", "layer": "layer", "hea
         "views": "view_fields"}
 PICKER_KEY, CUSTOM_KEY = "model_choice", "custom_model"  # the model picker: the model a visitor asks for
 _READY, _LAST_GOOD_TEXT, _FAILED, _REFUSED = "state_ready", "last_good_text", "failed_model", "refused_model"
-_SESSION_ID = "session_id"
+_SESSION_ID, _LAST_GOOD_VIEW = "session_id", "last_good_view"
 
 
 @dataclass(frozen=True)
@@ -288,8 +288,13 @@ def last_good_text() -> str | None:
     return st.session_state.get(_LAST_GOOD_TEXT)
 
 
-def remember_good_text(text: str) -> None:
-    st.session_state[_LAST_GOOD_TEXT] = text
+def last_good_view() -> tuple[str, AppState] | None:
+    """The text and state of the last view that ran, shown again when a new run is refused."""
+    return st.session_state.get(_LAST_GOOD_VIEW)
+
+
+def remember_good_view(text: str, state: AppState) -> None:
+    st.session_state[_LAST_GOOD_TEXT], st.session_state[_LAST_GOOD_VIEW] = text, (text, state)
 
 
 def model_failure(name: str) -> str | None:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from engine.errors import RateLimited
 from engine.serving.cache import Waiting
 
 SHOW_AFTER_S = 0.5  # quick runs show nothing
@@ -19,6 +20,11 @@ def describe(w: Waiting) -> str:
                 f"{w.seconds:.0f} s so far). It starts by itself; you can keep exploring meanwhile.")
     shared = " (another visitor asked for the same run: it is shared)" if w.shared else ""
     return f"Computing this run… {w.seconds:.0f} s{shared}"
+
+
+def rate_limited(err: RateLimited, showing_last: bool) -> str:
+    """The notice for a visitor past the server's cap on new runs per minute."""
+    return f"Slow down: {err}" + (" Showing the last view that ran." if showing_last else "")
 
 
 @contextmanager

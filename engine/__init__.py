@@ -12,9 +12,11 @@ from .analysis.roles import HeadRoles, head_roles
 from .config import ModelConfig
 from .errors import (
     BudgetExceeded,
+    DiskBudgetExceeded,
     EngineError,
     InputError,
     ModelLoadError,
+    NotAllowed,
     RateLimited,
     RunCancelled,
     UnsupportedModelError,
@@ -24,6 +26,6 @@ from .loading import EMBEDDED
 from .model import Model, load, pick_device
 from .trace import NAMES, Trace
 
-__all__ = ["EMBEDDED", "NAMES", "BudgetExceeded", "EngineError", "Generation", "HeadRoles", "InputError", "Model",
-           "ModelConfig", "ModelLoadError", "RateLimited", "RunCancelled", "Step", "Trace", "UnsupportedModelError",
-           "head_roles", "load", "pick_device"]
+__all__ = ["EMBEDDED", "NAMES", "BudgetExceeded", "DiskBudgetExceeded", "EngineError", "Generation", "HeadRoles",
+           "InputError", "Model", "ModelConfig", "ModelLoadError", "NotAllowed", "RateLimited", "RunCancelled", "Step",
+           "Trace", "UnsupportedModelError", "head_roles", "load", "pick_device"]

@@ -9,6 +9,15 @@ class ModelLoadError(EngineError):
     """A model could not be found, fetched or read."""
 
 
+class NotAllowed(ModelLoadError):
+    """The server's policy does not let visitors load this kind of model (a local folder, a hub id). The message
+    is the same whatever the name, so it reveals nothing about the server's disk."""
+
+
+class DiskBudgetExceeded(ModelLoadError):
+    """A hub model's download does not fit in the server's disk budget for downloaded models."""
+
+
 class UnsupportedModelError(EngineError):
     """The checkpoint's architecture is not one the engine implements."""
 

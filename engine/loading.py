@@ -1,5 +1,9 @@
 """Find a checkpoint (embedded package, local folder or hub id), read it, and cache converted weights.
 
+Which names a server accepts is decided here, where names become paths: `source(name, allow_local_folders=...,
+allow_hub=..., model_cache_bytes=...)`. Hub downloads go to the app's own folder under a disk budget (hub.py,
+model_cache.py).
+
 The embedded SmolLM2 ships as a Q4_1 GGUF file; dequantising it takes ~15 s, so the result is saved once
 as a Hugging Face folder (safetensors) in a per-user cache with a manifest of SHA-256 digests. A cache
 whose files are missing, truncated or altered fails the check and is rebuilt, never used. Processes that
@@ -21,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelLoadError
+from . import hub
+from .errors import ModelLoadError, NotAllowed
 
 Progress = Callable[[float, str], None]
 
@@ -158,50 +163,31 @@ def _install(build: Path, target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def hub_folder(repo_id: str, progress: Progress, weights: bool = True) -> Path:
-    """Download (or find in the Hugging Face cache) a hub checkpoint's config, tokenizer and weights;
-    with weights=False only its config.json, so it can be checked before anything large is fetched."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    progress(0.1, f"fetching {repo_id} from the Hugging Face hub")
-    patterns = ["*.json", "*.txt", "*.model", "tokenizer*", "*.safetensors"] if weights else ["config.json"]
-    try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=patterns))
-        if weights and not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(repo_id, allow_patterns=[*patterns, "pytorch_model*.bin"]))
-    except HFValidationError:
-        raise ModelLoadError(
-            f"{repo_id!r} is neither an embedded model (smollm2-135m, minilm-l6), an existing local folder, "
-            "nor a valid Hugging Face model id (like 'gpt2' or 'org/name')."
-        ) from None
-    except GatedRepoError:
-        raise ModelLoadError(f"{repo_id!r} is gated on the Hugging Face hub: log in and accept its terms.") from None
-    except RepositoryNotFoundError:
-        raise ModelLoadError(
-            f"no public Hugging Face model named {repo_id!r} (it may be private or misspelt)."
-        ) from None
-    except (LocalEntryNotFoundError, OSError) as err:
-        raise ModelLoadError(
-            f"could not fetch {repo_id!r}: the Hugging Face hub is out of reach (no network?) and it is not "
-            f"in the local cache. Offline, use smollm2-135m or minilm-l6, or a local folder. ({type(err).__name__})"
-        ) from None
-    return folder
+FOLDERS_OFF = "local folders are not available on this server: choose an embedded model or a Hugging Face id."
+HUB_OFF = "this server offers only its embedded models (smollm2-135m, minilm-l6)."
 
 
-def resolve(name: str, progress: Progress, weights: bool = True) -> Path:
-    """The folder holding `name`'s config.json, tokenizer and weights (weights=False: a hub checkpoint's
-    config.json alone is enough)."""
-    if name in EMBEDDED:
-        spec = EMBEDDED[name]
-        if "gguf" in spec:
-            return prepare_gguf(name, progress)
-        return package_folder(spec["package"]) / spec["folder"]
+def hub_root() -> Path:
+    """The app's own folder for hub downloads (Hugging Face's cache layout), kept under the disk budget."""
+    return cache_root() / "hub"
+
+
+def looks_like_path(name: str) -> bool:
+    """True for a name that can only be meant as a path: it starts with '/', '.' or '~', or holds a backslash, a
+    drive colon or more than one '/' (a hub id has at most one). Decided from the text alone, never the disk."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or ":" in name or name.count("/") > 1
+
+
+def local_folder(name: str, allowed: bool) -> Path | None:
+    """The local folder `name` names, or None when `name` is to be looked up on the hub.
+
+    allowed=False: the disk is never consulted; anything that looks like a path gets one message (NotAllowed)
+    whether or not it exists, and a valid hub id goes to the hub even if a folder of that name exists."""
+    if not allowed:
+        if looks_like_path(name):
+            raise NotAllowed(FOLDERS_OFF)
+        _check_hub_id(name, folders_allowed=False)
+        return None
     try:
         path = Path(name).expanduser()
         is_dir = path.is_dir()
@@ -213,7 +199,48 @@ def resolve(name: str, progress: Progress, weights: bool = True) -> Path:
         return path
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
         raise ModelLoadError(f"no folder at {name!r}.")
-    return hub_folder(name, progress, weights)
+    _check_hub_id(name, folders_allowed=True)
+    return None
+
+
+def _check_hub_id(name: str, folders_allowed: bool) -> None:
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except ValueError:  # HFValidationError
+        raise hub.invalid_id(name, folders_allowed) from None
+
+
+@contextmanager
+def source(name: str, progress: Progress, *, allow_local_folders: bool = True, allow_hub: bool = True,
+           model_cache_bytes: int | None = None) -> Iterator[hub.Fetch]:
+    """Where `name`'s files are: yields fetch(weights) -> the folder holding its config.json (weights=False: for a
+    hub id, the config alone is fetched) or everything a load reads (weights=True).
+
+    Embedded names first; then a local folder (only with allow_local_folders); then a hub id (only with
+    allow_hub), downloaded into hub_root() under a disk budget of model_cache_bytes (None: no budget). A hub
+    checkpoint stays in use, so it is never removed from the download folder, until the block ends."""
+    if name in EMBEDDED:
+        spec = EMBEDDED[name]
+        folder = prepare_gguf(name, progress) if "gguf" in spec else package_folder(spec["package"]) / spec["folder"]
+        yield lambda weights: folder
+        return
+    folder = local_folder(name, allow_local_folders)
+    if folder is not None:
+        yield lambda weights: folder
+        return
+    if not allow_hub:
+        raise NotAllowed(HUB_OFF)
+    with hub.checkout(name, progress, hub_root(), model_cache_bytes) as fetch:
+        yield fetch
+
+
+def resolve(name: str, progress: Progress, weights: bool = True) -> Path:
+    """The folder holding `name`'s config.json, tokenizer and weights (weights=False: a hub checkpoint's
+    config.json alone is enough). Local folders and hub ids allowed, no disk budget: for scripts and tests."""
+    with source(name, progress) as fetch:
+        return fetch(weights)
 
 
 def read_config(folder: Path) -> dict:

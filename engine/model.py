@@ -198,8 +198,14 @@ class Model:
 
 
 def load(name: str = "smollm2-135m", device: str | torch.device | None = None, dtype: torch.dtype | str = "float32",
-         progress: loading.Progress | None = None, max_params: int | None = None) -> Model:
-    """Load an embedded model ("smollm2-135m", "minilm-l6"), a hub id ("gpt2") or a local folder."""
+         progress: loading.Progress | None = None, max_params: int | None = None, *, allow_local_folders: bool = True,
+         allow_hub: bool = True, model_cache_bytes: int | None = None) -> Model:
+    """Load an embedded model ("smollm2-135m", "minilm-l6"), a hub id ("gpt2") or a local folder.
+
+    A server passes its operator's policy: allow_local_folders=False refuses every path with one message that
+    does not tell whether it exists (the disk is never looked at); allow_hub=False refuses hub ids; hub downloads
+    are kept under model_cache_bytes on disk (least recently used removed; a model larger than that alone is
+    refused before anything is downloaded). The defaults (everything allowed, no disk budget) are for scripts."""
     progress = progress or (lambda fraction, message: None)
     if not isinstance(name, str) or not name.strip():
         raise ModelLoadError("no model name given: choose smollm2-135m, minilm-l6, a hub id or a folder.")
@@ -208,22 +214,24 @@ def load(name: str = "smollm2-135m", device: str | torch.device | None = None, d
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise InputError(f"dtype must be a floating-point torch dtype, not {dtype!r}.")
-    # Configuration first: an unsupported or too large model is refused before any weights are fetched.
-    folder = loading.resolve(name, progress, weights=False)
-    hf_config = loading.read_config(folder)
-    cfg = config_of(hf_config, name)
-    if max_params is not None and estimated_params(cfg) > max_params:
-        raise ModelLoadError(f"{name} has about {estimated_params(cfg) / 1e6:,.0f} M parameters, over this "
-                             f"server's limit of {max_params / 1e6:,.0f} M. Choose a smaller model.")
-    if not loading.has_weights(folder):  # a hub checkpoint whose config alone was fetched
-        folder = loading.resolve(name, progress)
-    progress(0.7, "reading weights")
-    state = loading.read_weights(folder)
+    with loading.source(name, progress, allow_local_folders=allow_local_folders, allow_hub=allow_hub,
+                        model_cache_bytes=model_cache_bytes) as fetch:
+        # Configuration first: an unsupported or too large model is refused before any weights are fetched.
+        folder = fetch(False)
+        hf_config = loading.read_config(folder)
+        cfg = config_of(hf_config, name)
+        if max_params is not None and estimated_params(cfg) > max_params:
+            raise ModelLoadError(f"{name} has about {estimated_params(cfg) / 1e6:,.0f} M parameters, over this "
+                                 f"server's limit of {max_params / 1e6:,.0f} M. Choose a smaller model.")
+        if not loading.has_weights(folder):  # a hub checkpoint whose config alone was fetched
+            folder = fetch(True)
+        progress(0.7, "reading weights")
+        state = loading.read_weights(folder)
+        progress(0.9, "loading the tokenizer")
+        tokenizer = loading.load_tokenizer(folder, name)  # read while the download cannot be removed
     config, params = convert(hf_config, state, name)
     weights = Weights.from_uniform(params, config.n_layers).map(lambda t: t.to(device=dev, dtype=torch_dtype))
     del state, params
-    progress(0.9, "loading the tokenizer")
-    tokenizer = loading.load_tokenizer(folder, name)
     progress(1.0, "ready")
     return Model(config, weights, tokenizer, dev, source=str(folder))
 

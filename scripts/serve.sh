@@ -86,6 +86,8 @@ run_replica() {
   done
 }
 
+# Replicas listen on a loopback address but serve visitors through the balancer: no local folders unless asked for.
+export ATTN_EXPLORER_ALLOW_LOCAL_FOLDERS="${ATTN_EXPLORER_ALLOW_LOCAL_FOLDERS:-0}"
 settings=$(env | grep -o '^ATTN_EXPLORER_[A-Z_]*' | sort | paste -sd ' ' || true)
 upstream_list=()
 for ((i = 0; i < replicas; i++)); do

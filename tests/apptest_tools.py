@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,36 @@ def heatmap(fig: dict) -> np.ndarray:
     """The values of a figure's first heatmap."""
     trace = next(t for t in fig["data"] if t["type"] == "heatmap")
     return decode(trace["z"])
+
+
+@contextmanager
+def sessions_at_once() -> Iterator[None]:
+    """Let AppTests run at once, as the sessions of one server do. Each AppTest run sets process-wide state for
+    its duration and restores it when it ends, under the runs still going in other threads: the Runtime singleton
+    (its own stand-in, then None: "Runtime hasn't been created!") and the config option global.appTest (without
+    it, widgets stop recording what AppTest reads back). Inside this block every run sees the first stand-in (one
+    runtime, as in a server) and global.appTest stays on."""
+    from streamlit import config
+    from streamlit.runtime import Runtime
+    from streamlit.testing.v1 import app_test
+
+    first: list = []
+
+    def instance(cls):
+        if not first and cls._instance is not None:
+            first.append(cls._instance)
+        if not first:
+            raise RuntimeError("Runtime hasn't been created!")
+        return first[0]
+
+    saved = Runtime.__dict__["instance"], Runtime.__dict__["exists"], app_test.patch_config_options
+    app_test_option = config.get_option("global.appTest")
+    Runtime.instance = classmethod(instance)
+    Runtime.exists = classmethod(lambda cls: bool(first) or cls._instance is not None)
+    app_test.patch_config_options = lambda options: nullcontext()
+    config.set_option("global.appTest", True)
+    try:
+        yield
+    finally:
+        Runtime.instance, Runtime.exists, app_test.patch_config_options = saved
+        config.set_option("global.appTest", app_test_option)

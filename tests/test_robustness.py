@@ -27,6 +27,7 @@ import pytest
 import streamlit as st
 import torch
 from apptest_tools import app_state, charts, decode, new_app, open_tab, start
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
@@ -285,6 +286,16 @@ def bad_folders(tmp_path_factory, tiny_gpt2) -> dict[str, Path]:
     return folders
 
 
+@pytest.fixture
+def local_server():
+    """A server listening on localhost, as `bash scripts/run.sh` starts it: local folders are allowed by default.
+    (On any other address every path gets one message: tests/test_local_folders.py.)"""
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield
+    st_config.set_option("server.address", before)
+
+
 def model_failures(folders: dict[str, Path]) -> list[tuple[str, str, str]]:
     """(what it is, the name a visitor types, what the message must say)."""
     return [
@@ -301,7 +312,7 @@ def model_failures(folders: dict[str, Path]) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_model_failures_keep_the_previous_model(bad_folders, monkeypatch):
+def test_model_failures_keep_the_previous_model(bad_folders, local_server, monkeypatch):
     loads = []
     load = engine.load
     monkeypatch.setattr(engine, "load", lambda name, *a, **k: (loads.append(name), load(name, *a, **k))[1])
@@ -334,7 +345,7 @@ def test_model_name_markup_is_escaped_in_the_message():
     assert "Still showing smollm2" in message
 
 
-def test_too_large_model_follows_the_server_limit(tmp_path, monkeypatch):
+def test_too_large_model_follows_the_server_limit(tmp_path, local_server, monkeypatch):
     folder = tmp_path / "llama-40m"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(llama_config(512, 8, 1024)))  # about 34 M parameters
@@ -407,8 +418,15 @@ def test_hub_failures_with_a_network(tmp_path):
 
 
 def test_hub_size_and_architecture_are_checked_before_the_weights_download(tmp_path, monkeypatch):
+    """The hub lists a 70 B model's files (140 GB of weights): only its config.json is fetched before it is refused.
+    (Through a fake hub with real downloads: tests/test_model_cache.py.)"""
     import huggingface_hub
 
+    from engine import hub
+
+    monkeypatch.setenv("ATTN_EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "repo_files", lambda repo_id: ("0" * 40, [("config.json", 300),
+                                                                       ("model.safetensors", 140 * 10**9)]))
     requested = []
 
     def snapshot_download(repo_id, allow_patterns=None, **kwargs):
@@ -451,7 +469,7 @@ def spy_on_remote_code(monkeypatch) -> tuple[list, list]:
     return asked, imported
 
 
-def test_remote_code_never_runs(tiny_gpt2, minilm, tmp_path, monkeypatch):
+def test_remote_code_never_runs(tiny_gpt2, minilm, tmp_path, monkeypatch, local_server):
     """Checkpoints that ask for their own Python (auto_map in config.json and tokenizer_config.json, a custom
     model_type, a tokenizer only transformers can read) load with the built-in classes or are refused, through the
     engine and through the app: every call into transformers says trust_remote_code=False, the loader of dynamic
@@ -507,6 +525,7 @@ def test_settings_are_read_from_the_environment(monkeypatch):
     default = settings.load()
     assert (default.max_tokens, default.max_chars, default.allow_custom_models, default.device) == \
         (2048, 20_000, True, None)
+    assert (default.allow_local_folders, default.model_cache_bytes) == (False, 20_000_000_000)  # not on localhost
     monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", "256")
     monkeypatch.setenv("ATTN_EXPLORER_MAX_CHARS", "5000")
     monkeypatch.setenv("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", "off")
@@ -568,7 +587,7 @@ def test_custom_models_off_hides_the_field_and_ignores_links(monkeypatch):
     assert app_state(start(model="minilm-l6")).model == "minilm-l6"  # the embedded models stay choosable
 
 
-def test_a_device_that_does_not_exist_is_a_message_not_a_crash(tiny_gpt2, monkeypatch):
+def test_a_device_that_does_not_exist_is_a_message_not_a_crash(tiny_gpt2, local_server, monkeypatch):
     at = start()
     at.selectbox(key="model_choice").set_value(state.OTHER_MODEL).run()
     monkeypatch.setenv("ATTN_EXPLORER_DEVICE", "no-such-device")

@@ -171,6 +171,24 @@ def test_a_session_computes_one_run_at_a_time():
     assert (first, second) == ("first", "second") and b0 >= a1 and a1 - a0 < 0.5  # stopped early, then the next
 
 
+def test_a_busy_session_does_not_hold_up_the_others():
+    """Visitor A has a run computing and another waiting for it; visitor B's run, queued after A's second, starts
+    at once rather than after A's first run."""
+    cache = RunCache(budget_bytes=100 * MB, poll_s=0.01)
+    a1, a2, b1 = [], [], []
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(cache.get, "a1", slow(FakeTrace(MB), 1.0, a1), MB, session="A")
+        time.sleep(0.2)
+        second = pool.submit(cache.get, "a2", slow(FakeTrace(MB), 0.2, a2), MB, session="A")
+        time.sleep(0.2)
+        other = pool.submit(cache.get, "b1", slow(FakeTrace(MB), 0.2, b1), MB, session="B")
+        for request in (first, second, other):
+            request.result()
+    (_, a1_end), (a2_start, _), (b1_start, _) = a1[0], a2[0], b1[0]
+    assert a2_start >= a1_end  # A: one run at a time
+    assert b1_start < a1_end  # B: not behind A's waiting run
+
+
 # ---- memory estimates against measured runs ----------------------------------------------------------------
 
 def peak_rise(fn) -> int:

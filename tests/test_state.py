@@ -16,7 +16,8 @@ from components.settings import Settings
 from components.state import AppState, Field, Schema
 from components.views.registry import SCHEMA, VIEWS, label
 
-OPEN = Settings(max_tokens=2048, max_chars=20_000, allow_custom_models=True, device=None, max_params=10**9,
+OPEN = Settings(max_tokens=2048, max_chars=20_000, allow_custom_models=True, allow_local_folders=True,
+                model_cache_bytes=10**9, device=None, max_params=10**9,
                 trace_cache_entries=4, memory_mb=512, runs_per_minute=30)
 LOCKED = replace(OPEN, allow_custom_models=False, max_chars=40)
 

@@ -73,8 +73,8 @@ def render(ctx: ViewContext) -> None:
         return
     try:
         traces = [ctx.run(text, False if mask_off else None) for _, text in sentences]
-    except engine.InputError as err:
-        st.error(f"Could not run a sentence: {err}")
+    except engine.EngineError as err:  # bad text, or the server's limits (runs per minute, memory)
+        st.error(markdown_literal(f"Could not run a sentence: {err}"))
         return
     found = locate(model, sentences, traces, word)
     if len(found) < 2:

@@ -221,14 +221,15 @@ class RunCache:
             flight.done.set()
 
     def _reserve(self, flight: _Flight) -> None:
-        """Wait in the first-come queue until the run's memory fits; finished traces are evicted first."""
+        """Wait in the first-come queue (skipping runs whose session is busy) until the run's memory fits; finished
+        traces are evicted first."""
         with self._cond:
             self._queue.append(flight)
             try:
                 while True:
                     if flight.abandoned:
                         raise RunCancelled("nobody waits for this run any more: it was dropped from the queue.")
-                    if self._queue[0] is flight and not self._session_busy(flight):
+                    if self._next_to_start() is flight:
                         self._evict(room_for=flight.need)
                         if self._reserved + self._cached_bytes() + flight.need <= self.budget_bytes:
                             self._reserved += flight.need
@@ -238,6 +239,11 @@ class RunCache:
             finally:
                 self._queue.remove(flight)
                 self._cond.notify_all()
+
+    def _next_to_start(self) -> _Flight | None:
+        """The first queued run whose session has no other run computing: a session's next run waits for its
+        previous one without holding up the runs of other sessions queued behind it."""
+        return next((f for f in self._queue if not self._session_busy(f)), None)
 
     def _session_busy(self, flight: _Flight) -> bool:
         """True while an older run that this flight's session started and left is still computing."""
