@@ -85,15 +85,30 @@ class Settings:
                 "allow_local_folders": self.allow_local_folders, "model_cache_bytes": self.model_cache_bytes}
 
 
+# The longest input by default: SmolLM2's whole context where a CUDA GPU runs the engine; on a CPU, where an
+# 8,192-token run takes ~40 s and ~5 GB and a 4,096-token one ~10 s and ~2.3 GB (README, "Benchmarks"), half of it
+# keeps the page responsive. The operator's ATTN_EXPLORER_MAX_TOKENS wins either way.
+CPU_MAX_TOKENS, GPU_MAX_TOKENS = 4096, 8192
+
+
+def default_max_tokens(device: str | None) -> int:
+    """GPU_MAX_TOKENS when runs go to a CUDA device (the one named, else the best available), else CPU_MAX_TOKENS."""
+    import torch
+
+    on_gpu = device.startswith("cuda") if device else torch.cuda.is_available()
+    return GPU_MAX_TOKENS if on_gpu else CPU_MAX_TOKENS
+
+
 def load() -> Settings:
     custom = _bool("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", True)
+    device = _raw("ATTN_EXPLORER_DEVICE") or None
     return Settings(
-        max_tokens=_int("ATTN_EXPLORER_MAX_TOKENS", 2048),
+        max_tokens=_int("ATTN_EXPLORER_MAX_TOKENS", default_max_tokens(device)),
         max_chars=_int("ATTN_EXPLORER_MAX_CHARS", 20_000),
         allow_custom_models=custom,
         allow_local_folders=custom and _bool("ATTN_EXPLORER_ALLOW_LOCAL_FOLDERS", server_is_local()),
         model_cache_bytes=int(_float("ATTN_EXPLORER_MODEL_CACHE_GB", 20.0) * 1e9),
-        device=_raw("ATTN_EXPLORER_DEVICE") or None,
+        device=device,
         max_params=_int("ATTN_EXPLORER_MAX_PARAMS_M", 1_000) * 1_000_000,
         trace_cache_entries=_int("ATTN_EXPLORER_TRACE_CACHE_ENTRIES", 64),
         memory_mb=_int("ATTN_EXPLORER_MEMORY_MB", default_budget_bytes() >> 20),

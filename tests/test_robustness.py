@@ -524,7 +524,7 @@ def test_settings_are_read_from_the_environment(monkeypatch):
         monkeypatch.delenv(name)
     default = settings.load()
     assert (default.max_tokens, default.max_chars, default.allow_custom_models, default.device) == \
-        (2048, 20_000, True, None)
+        (settings.default_max_tokens(None), 20_000, True, None)
     assert (default.allow_local_folders, default.model_cache_bytes) == (False, 20_000_000_000)  # not on localhost
     monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", "256")
     monkeypatch.setenv("ATTN_EXPLORER_MAX_CHARS", "5000")
@@ -538,7 +538,9 @@ def test_settings_are_read_from_the_environment(monkeypatch):
                           ("no", False), ("", False)]:
         monkeypatch.setenv("ATTN_EXPLORER_ALLOW_CUSTOM_MODELS", raw)
         assert settings.load().allow_custom_models is expected, raw
-    for raw, expected in [("abc", 2048), ("", 2048), ("0", 1), ("-5", 1), (" 300 ", 300)]:
+    assert settings.CPU_MAX_TOKENS == 4096 and settings.default_max_tokens("cuda:0") == settings.GPU_MAX_TOKENS == 8192
+    default_tokens = settings.default_max_tokens(None)  # 4,096 on a CPU, 8,192 on a CUDA GPU
+    for raw, expected in [("abc", default_tokens), ("", default_tokens), ("0", 1), ("-5", 1), (" 300 ", 300)]:
         monkeypatch.setenv("ATTN_EXPLORER_MAX_TOKENS", raw)
         assert settings.load().max_tokens == expected, raw
 
