@@ -135,7 +135,13 @@ def test_mole_presets_side_by_side(model, models):
 
 
 def test_presets_and_edited_texts_keep_their_targets_in_the_link(minilm):
-    at = ok(start(model="minilm-l6", tab="compare"))
+    at = ok(start(model="minilm-l6", tab="compare", layer=LAYER, head=HEAD))
+    assert "compare_pattern_a" not in charts(at)
+    at.toggle(key="compare_full").set_value(True)  # both full patterns, on demand
+    ok(at.run())
+    for key, text in (("compare_pattern_a", ANIMAL), ("compare_pattern_b", CHEMISTRY)):
+        np.testing.assert_allclose(heatmap(charts(at)[key]), minilm.run(text)["pattern", LAYER][HEAD].numpy(),
+                                   atol=1e-6)
     at.selectbox(key="compare_preset").set_value("bank")
     ok(at.run())
     bank = content.COMPARE_PRESETS["bank"]
@@ -251,3 +257,19 @@ def test_a_clicked_patch_becomes_the_apps_run_and_its_link(smollm):
     with pytest.raises(KeyError):
         again.get_by_key("pred_table_pattern_tab")  # no intervention: no comparison table
     np.testing.assert_allclose(heatmap(charts(again)["pattern_fig"]), b["pattern", last][HEAD].numpy(), atol=1e-6)
+
+
+def test_a_patch_that_does_not_fit_the_run_is_named_and_left_out(minilm):
+    text = "a short text"
+    plain = minilm.run(text)["pattern", 0][0].numpy()
+    at = ok(start(model="minilm-l6", text=text, patch="20.1", patch_at="1", patch_from="the mole", patch_from_at="2"))
+    assert [w.value for w in at.warning] == [markdown_literal(
+        "The patch names head(s) 20.1, which minilm-l6 does not have: the run is shown without the patch.")]
+    np.testing.assert_allclose(heatmap(charts(at)["pattern_fig"]), plain, atol=1e-6)
+    at = ok(start(model="minilm-l6", text=text, patch="1.1", patch_at="50", patch_from="the mole", patch_from_at="2"))
+    assert "do not both exist" in at.warning[0].value
+    np.testing.assert_allclose(heatmap(charts(at)["pattern_fig"]), plain, atol=1e-6)
+    assert at.query_params["patch_at"] == "50"  # kept until the visitor clears it
+    at.button(key="clear_patch").click()
+    ok(at.run())
+    assert not at.warning and "patch" not in at.query_params and app_state(at).patch is None
