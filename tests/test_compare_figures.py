@@ -17,8 +17,8 @@ def test_attention_row_shows_the_row_on_the_given_scale_with_literal_tokens():
     heat = fig["data"][0]
     np.testing.assert_allclose(decode(heat["z"]), row[None, :])
     assert (heat["zmin"], heat["zmax"]) == (0.0, 0.8)
-    assert heat["customdata"][0][1] == "&lt;img src=x onerror=alert(1)&gt;"
-    assert heat["customdata"][0][2] == "␣&#36;x&#36;"
+    assert heat["customdata"][0][1] == "1: &lt;img src=x onerror=alert(1)&gt;"
+    assert heat["customdata"][0][2] == "2: ␣&#36;x&#36;"
     assert fig["layout"]["yaxis"]["ticktext"] == ["2: ␣&#36;x&#36;"]
     (outline,) = fig["layout"]["shapes"]
     assert (outline["x0"], outline["x1"]) == (1.5, 2.5)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from components import content
 from components.figures.layout import layer_head_figure, margin
 from components.figures.pattern import PATTERN_COLORSCALE
-from components.labels import axis_ticks, plotly_escape, token_labels
+from components.labels import axis_ticks, plotly_escape, position_labels, token_labels
 
 EFFECT_COLORSCALE = "RdBu"  # diverging around 0: blue = towards A (or more likely), red = away
 SELECTED_COLOR = "#2ca02c"
@@ -28,12 +28,12 @@ def attention_row_figure(row: np.ndarray, tokens: Sequence[str], target: int, *,
     labels = token_labels(tokens)
     vals, text = axis_ticks(token_labels(tokens, max_chars=12), max_ticks=40)
     heatmap = go.Heatmap(z=z, x=np.arange(len(labels)), y=[0], zmin=0.0, zmax=zmax, colorscale=PATTERN_COLORSCALE,
-                         customdata=[labels], texttemplate="%{z:.2f}" if len(labels) <= 40 else None,
+                         customdata=[position_labels(tokens)], texttemplate="%{z:.2f}" if len(labels) <= 32 else None,
                          colorbar=dict(title=dict(text="weight"), thickness=12),
-                         hovertemplate="key %{x}: %{customdata}<br>weight %{z:.4f}<extra></extra>")
+                         hovertemplate="key %{customdata}<br>weight %{z:.4f}<extra></extra>")
     outline = dict(type="rect", x0=target - 0.5, x1=target + 0.5, y0=-0.5, y1=0.5, line=dict(color="#d62728", width=2))
     return go.Figure(data=[heatmap], layout=dict(
-        title=dict(text=title), height=230, margin=margin(),
+        title=dict(text=plotly_escape(title)), height=210, margin=margin(40),
         xaxis=dict(title=dict(text="key: attended to"), tickvals=vals, ticktext=text, tickangle=-45, showgrid=False),
         yaxis=dict(tickvals=[0], ticktext=[f"{target}: {labels[target]}"], title=dict(text="query"), showgrid=False),
         shapes=[outline],

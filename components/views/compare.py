@@ -157,16 +157,17 @@ def render_attention(ctx: ViewContext, pair: Pair) -> None:
     top = max(float(rows[0].max()), float(rows[1].max()), 1e-6)
     st.caption(f"The target's row of the pattern (layer and head from the sidebar) over its own sentence; one colour "
                f"scale for both, 0 to the larger top weight ({top:.2f}). The target itself is outlined.")
-    full = st.toggle("Show both full patterns", key="compare_full")
-    for side, row, trace, target, column in zip("AB", rows, (pair.a, pair.b), (pair.target_a, pair.target_b),
-                                                st.columns(2), strict=True):
+    sides = (("A", pair.a, pair.target_a), ("B", pair.b, pair.target_b))
+    for (side, trace, target), row in zip(sides, rows, strict=True):
+        ctx.chart(attention_row_figure(row, trace.tokens, target, title=f"{side}: the target's attention",
+                                       zmax=top), key=f"compare_row_{side.lower()}")
+    if not st.toggle("Show both full patterns", key="compare_full"):
+        return
+    for (side, trace, _), column in zip(sides, st.columns(2), strict=True):
         with column:
-            ctx.chart(attention_row_figure(row, trace.tokens, target, title=f"{side}: the target's attention",
-                                           zmax=top), key=f"compare_row_{side.lower()}")
-            if full:
-                ctx.chart(pattern_figure(readonly(trace["pattern", layer, head]), trace.tokens,
-                                         layout=ctx.state.layout, title=f"{side}: layer {layer}, head {head}"),
-                          key=f"compare_pattern_{side.lower()}")
+            fig = pattern_figure(readonly(trace["pattern", layer, head]), trace.tokens, layout=ctx.state.layout,
+                                 title=f"{side}: layer {layer}, head {head}")
+            ctx.chart(fig, key=f"compare_pattern_{side.lower()}")
 
 
 def render_distances(ctx: ViewContext, pair: Pair) -> None:
