@@ -1,8 +1,9 @@
 """The Compare view in a real browser: `streamlit run app.py` driven in headless Chromium.
 
 On the mole presets the view draws the attention rows, the head distances, the similarity and the patching map
-(screenshot docs/screenshots/compare.png when ATTN_EXPLORER_SHOTS=docs/screenshots); a click on a cell of the map
-makes that patched run the app's run (the caption at the top and the link say so). Texts holding
+(screenshots compare.png and compare-patching.png, in docs/screenshots when ATTN_EXPLORER_SHOTS=docs/screenshots); a
+click on a cell of the map makes that patched run the app's run (the caption at the top and the link say so), and
+the map takes every head on request. Texts holding
 `<img src=x onerror=alert(1)>` and `**bold**` show character for character, create no element, open no dialog.
 """
 
@@ -91,6 +92,14 @@ def test_mole_presets_and_a_click_on_the_map_patches_the_apps_run(page, server):
     query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
     assert query["patch"] == [",".join(f"0.{h}" for h in range(9))]
     assert query["text"] == [content.COMPARE_PRESETS["mole_chemistry"]["b"][1]]  # B, the preset's default
+
+    # every head of every layer, on request: 30 layer cells and 270 head cells
+    page.locator(".st-key-compare_all").get_by_text("Sweep all 270 heads", exact=False).click()
+    wait_until(page, "s.cells === 300")
+    page.locator(".st-key-compare_map").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "compare-patching.png"))
+    assert (SHOTS / "compare-patching.png").stat().st_size < 400_000
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["compare.all"] == ["1"]
     page.get_by_role("button", name="Clear the patch").click()
     wait_until(page, "!s.captions.some(c => c.includes('heads of layer 0 patched'))")
     assert "patch" not in urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
