@@ -273,3 +273,9 @@ def test_a_patch_that_does_not_fit_the_run_is_named_and_left_out(minilm):
     at.button(key="clear_patch").click()
     ok(at.run())
     assert not at.warning and "patch" not in at.query_params and app_state(at).patch is None
+
+
+def test_identical_contexts_leave_no_gap_to_close():
+    at = ok(start(model="minilm-l6", tab="compare", **{"compare.b": ANIMAL}))
+    assert any("already point the same way" in i.value for i in at.info)
+    assert "compare_map" not in charts(at) and "compare_similarity" in charts(at)

@@ -29,6 +29,7 @@ EFFECT = Field("compare.effect", "gap", choices=tuple(content.EFFECTS))
 FIELDS = (LAYER, ALL, TOKEN, EFFECT)
 MAP_KEY, CELL_KEY = "compare_map", "compare_cell"
 CANDIDATES = 10  # tokens offered to follow: each side's top predictions after its target
+SAME_DIRECTION = 1e-6  # 1 − cos(B, A) below this: the targets point the same way, no gap to close
 
 
 def render(ctx: ViewContext, pair: Pair) -> None:
@@ -53,8 +54,13 @@ def render(ctx: ViewContext, pair: Pair) -> None:
     state.set_value(ALL, every)
     heads = sweep(ctx, pair, "all" if every else "heads", layer, token)
     gap, logprob = effect_grid(layers, heads, every, layer)
-    render_map(ctx, pair, gap, logprob, effect)
+    if 1 - layers.base_cos < SAME_DIRECTION:  # (a) divides by 1 − cos(B, A): rounding noise, not an effect
+        gap = np.full_like(gap, np.nan)
+        st.info(f"A's and B's targets already point the same way after the last block (cos = {layers.base_cos:.6f}): "
+                "there is no gap for a patch to close, so (a) is left out.")
     render_baseline(ctx, layers)
+    if np.isfinite(logprob if effect == "logprob" and logprob is not None else gap).any():
+        render_map(ctx, pair, gap, logprob, effect)
 
 
 def sweep(ctx: ViewContext, pair: Pair, kind: str, layer: int, token: int | None) -> compare.Sweep:
