@@ -52,7 +52,7 @@ def render(ctx: ViewContext, pair: Pair) -> None:
     every = st.toggle(f"Sweep all {cfg.n_layers * cfg.n_heads} heads one by one (not only layer {layer}'s)",
                       value=bool(s.value(ALL)), key="compare_all")
     state.set_value(ALL, every)
-    heads = sweep(ctx, pair, "all" if every else "heads", layer, token)
+    heads = sweep(ctx, pair, "all", 0, token) if every else sweep(ctx, pair, "heads", layer, token)
     gap, logprob = effect_grid(layers, heads, every, layer)
     if 1 - layers.base_cos < SAME_DIRECTION:  # (a) divides by 1 − cos(B, A): rounding noise, not an effect
         gap = np.full_like(gap, np.nan)
