@@ -58,13 +58,16 @@ class Pair:
 
 
 def render(ctx: ViewContext) -> None:
+    """The inputs, then the comparison; input that does not work gets a message and the last comparison that
+    worked (with this model) stays on the page."""
     st.subheader("Compare two contexts: what the word attends to, and which heads carry the difference")
     texts, words = inputs(ctx.state)
     pair, problem = locate(ctx, texts, words)
     if problem:
         last = state.last_good("compare")
+        last = last if last is not None and last[0] == ctx.model.config.name else None
         st.warning(markdown_literal(problem) + (" Showing the last comparison that worked." if last else ""))
-        if last is None or last[0] != ctx.model.config.name:
+        if last is None:
             return
         _, text_a, text_b, span_a, span_b = last
         pair = Pair(text_a, text_b, ctx.run(text_a, None), ctx.run(text_b, None), span_a, span_b)
