@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 import engine
-from components import content, recovery, runs, settings, sidebar, state, waiting
+from components import content, patching, recovery, runs, settings, sidebar, state, waiting
 from components.labels import markdown_literal
 from components.views.context import ViewContext
 from components.views.registry import SCHEMA, VIEWS
@@ -18,16 +18,20 @@ st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wi
 SETTINGS = settings.load()
 
 
-def run_text(model: engine.Model, text: str, s: state.AppState) -> tuple[engine.Trace, engine.Trace | None]:
-    """The run the state asks for and, while a mask or head switch is active, the unmodified run beside it."""
-    trace = runs.get_trace(model, text, s.causal, s.heads_off, SETTINGS)
-    intervened = bool(s.heads_off) or (s.causal is not None and s.causal != model.config.causal)
+def run_text(model: engine.Model, text: str, s: state.AppState
+             ) -> tuple[engine.Trace, engine.Trace | None, patching.Applied]:
+    """The run the state asks for and, while a mask, head switch or patch is active, the unmodified run beside it."""
+    applied = patching.prepare(model, text, s, SETTINGS)
+    trace = runs.get_trace(model, text, s.causal, s.heads_off, SETTINGS, patch=applied.patch)
+    intervened = bool(s.heads_off) or applied.patch is not None or (
+        s.causal is not None and s.causal != model.config.causal)
     base = runs.get_trace(model, text, None, frozenset(), SETTINGS) if intervened else None
-    return trace, base
+    return trace, base, applied
 
 
 def last_view(model: engine.Model, s: state.AppState) -> tuple | None:
-    """(text, state, trace, base) of the session's last view of this model, from the cache; None if gone."""
+    """(text, state, trace, base, applied patch) of the session's last view of this model, from the cache; None
+    if it is gone."""
     last = state.last_good_view()
     if last is None or last[1].model != s.model:
         return None
@@ -36,14 +40,16 @@ def last_view(model: engine.Model, s: state.AppState) -> tuple | None:
     return None
 
 
-def notices(model: engine.Model, trace: engine.Trace, s: state.AppState) -> None:
+def notices(model: engine.Model, trace: engine.Trace, s: state.AppState, applied: patching.Applied) -> None:
     if trace.truncated:
         st.info(f"The text has {trace.n_tokens_in_text:,} tokens; the first {trace.n_tokens:,} were used "
                 f"(limit: {min(SETTINGS.max_tokens, model.config.max_tokens):,}).")
     cfg = model.config
     st.caption(markdown_literal(
         f"{cfg.name}: {cfg.n_layers} layers × {cfg.n_heads} heads, {trace.n_tokens} tokens, "
-        f"mask: {'causal' if trace.causal else 'none'}, {len(s.heads_off)} head(s) switched off"))
+        f"mask: {'causal' if trace.causal else 'none'}, {len(s.heads_off)} head(s) switched off"
+        + (f", {patching.heads_text(s.patch.heads, cfg.n_heads)} patched" if applied.patch else "")))
+    patching.notice(applied)
 
 
 def tabs(ctx: ViewContext) -> None:
@@ -70,18 +76,18 @@ def main() -> None:
                    + (" Showing the last sentence that ran." if last else ""))
         text = last or content.DEFAULT_SENTENCE
     try:
-        trace, base = run_text(model, text, s)
+        trace, base, applied = run_text(model, text, s)
     except engine.RateLimited as err:  # past this visitor's cap: the last view that ran stays (from the cache)
         last = last_view(model, s)
         st.warning(markdown_literal(waiting.rate_limited(err, showing_last=last is not None)))
         if last is None:
             return
-        text, s, trace, base = last
+        text, s, trace, base, applied = last
     except engine.EngineError as err:
         st.error(markdown_literal(f"This text could not be run: {err}"))
         return
     state.remember_good_view(text, s)
-    notices(model, trace, s)
+    notices(model, trace, s, applied)
     tabs(ViewContext(model=model, trace=trace, base=base, state=s, settings=SETTINGS,
                      run=lambda other, causal: runs.get_trace(model, other, causal, frozenset(), SETTINGS)))
     if not state.write_link(state.current(SCHEMA), SETTINGS):

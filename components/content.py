@@ -46,6 +46,35 @@ SENSE_PRESETS: dict[str, dict] = {
     ]},
 }
 
+
+
+def _sense(preset: str, index: int) -> tuple[str, str]:
+    return SENSE_PRESETS[preset]["sentences"][index]
+
+
+# Two contexts of one word, for the Compare view: the Word senses sentences, so both views tell one story.
+COMPARE_PRESETS: dict[str, dict] = {
+    "mole_chemistry": {"label": "“mole”: animal vs chemistry", "word": "mole",
+                       "a": _sense("mole", 0), "b": _sense("mole", 2)},
+    "mole_skin": {"label": "“mole”: animal vs skin mark", "word": "mole",
+                  "a": _sense("mole", 0), "b": _sense("mole", 4)},
+    "bank": {"label": "“bank”: river vs money", "word": "bank", "a": _sense("bank", 0), "b": _sense("bank", 2)},
+}
+
+# The patching effects, as the Compare view defines them (engine.analysis.compare computes them).
+EFFECTS = {"gap": "gap closed", "logprob": "Δ log p"}
+EFFECT_DEFINITIONS = {
+    "gap": "**(a) gap closed** in the final-layer representation of B's target: "
+           "(cos(B_patched, A) − cos(B, A)) / (1 − cos(B, A)), each vector the target's output of the last block "
+           "(resid_post). 0: the patch changed nothing; 1: B's target now points where A's does; below 0: further "
+           "away.",
+    "logprob": "**(b) Δ log p**: the change in B's next-token log-probability of the followed token after B's "
+               "target, log p_patched(token) − log p(token), in nats.",
+}
+NO_LOGPROB = ("{name} is a bidirectional encoder without a language-model head: it predicts no next token, so only "
+              "(a) is measured here.")
+
+
 # The notes' GPT-3 figures: its configuration, and the published total.
 GPT3_NAME = "GPT-3 175B"
 GPT3 = ConfigCounts(d_model=12_288, d_head=128, n_heads=96, n_layers=96, d_vocab=50_257, n_ctx=2_048)

@@ -47,10 +47,11 @@ def get_model(name: str, settings: Settings) -> engine.Model:
 
 
 def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: frozenset[tuple[int, int]],
-              settings: Settings) -> engine.Trace:
-    """The run of `text` with this mask and these heads off: cached, shared with a visitor who asked first, or
-    computed once (resuming from the unmodified run's layers); a notice follows it while it queues or runs."""
+              settings: Settings, patch: dict | None = None) -> engine.Trace:
+    """The run of `text` with this mask, these heads off and this patch ({(layer, head): {position: z}}): cached,
+    shared with a visitor who asked first, or computed once (resuming from the unmodified run's layers); a notice
+    follows it while it queues or runs."""
     cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
     with show_waiting() as on_wait:
-        return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off,
+        return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)

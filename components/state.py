@@ -13,6 +13,9 @@ state with `current(schema)`, never raw keys.
 A view keeps values of its own in the link by declaring `Field`s in its module (`FIELDS = (Field(...), ...)`):
 `Field("projections.mode", "qk", choices=(...))` travels as `?projections.mode=delta`, only while it differs
 from its default. The registry collects every view's fields and the tabs into the `Schema`.
+
+An activation patch of the app's run (`Patch`: another text's z of some heads carried into this run at one
+token) travels as `?patch=3.0,3.1&patch_at=14&patch_from=<text>&patch_from_at=6`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ OTHER_MODEL = "other"  # the model picker's "other…": a hub id or folder typed
 MAX_MODEL_NAME = 512  # longest hub id or folder path taken from the field or the link (hub ids: at most 96)
 MAX_LINK_TEXT = 6_000  # longest URL-encoded sentence kept in the link (proxies refuse request lines over 8 KB)
 MAX_FIELD_TEXT = 200  # longest text a view's own field takes from the link, unless it says otherwise
+MAX_LINK_PATCH = 1_500  # longest URL-encoded source text of a patch kept in the link
 
 # Choices: id -> label. The link and the session hold ids; only widgets show the labels.
 MASKS = {"default": "model default", "causal": "causal", "none": "none"}
@@ -48,10 +52,10 @@ FIGURE_FORMATS = {fmt: fmt.upper() for fmt in FORMATS}
 # Session keys: app state field -> the key that holds it (widgets showing a field use this key).
 KEYS = {"model": "model", "text": "text", "mask": "mask", "layer": "layer", "head": "head", "layout": "layout",
         "position": "position", "heads_off": "heads_off", "tab": "tab", "figure_format": "figure_format",
-        "views": "view_fields"}
+        "views": "view_fields", "patch": "patch"}
 PICKER_KEY, CUSTOM_KEY = "model_choice", "custom_model"  # the model picker: the model a visitor asks for
 _READY, _LAST_GOOD_TEXT, _FAILED, _REFUSED = "state_ready", "last_good_text", "failed_model", "refused_model"
-_SESSION_ID, _LAST_GOOD_VIEW = "session_id", "last_good_view"
+_SESSION_ID, _LAST_GOOD_VIEW, _LAST_GOOD = "session_id", "last_good_view", "last_good"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,37 @@ class Schema:
 
 
 @dataclass(frozen=True)
+class Patch:
+    """An activation patch of the app's run: the z (pattern @ v, before W_O) of `heads` at token `source_at` of
+    the run of `source` replaces those heads' z at token `at` of the app's run (same model, mask and switches)."""
+
+    source: str  # the text the z come from (the Compare view's A)
+    source_at: int  # its token position (A's target)
+    at: int  # the token position in the app's run (B's target)
+    heads: tuple[tuple[int, int], ...]  # (layer, head) pairs, sorted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple(sorted(set(self.heads))))
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], max_chars: int) -> Patch | None:
+        """The patch a link describes, or None when any of its four parameters is missing or malformed."""
+        heads = parse_heads(query.get("patch", ""))
+        source = (query.get("patch_from") or "")[:max_chars]
+        source_at, at = _int(query.get("patch_from_at"), -1), _int(query.get("patch_at"), -1)
+        if not heads or not source or source_at < 0 or at < 0:
+            return None
+        return cls(source, source_at, at, tuple(heads))
+
+    def to_query(self) -> dict[str, str]:
+        """The link's parameters; none when the source text is too long for a link."""
+        if len(urllib.parse.quote(self.source)) > MAX_LINK_PATCH:
+            return {}
+        return {"patch": ",".join(f"{layer}.{head}" for layer, head in self.heads), "patch_at": str(self.at),
+                "patch_from": self.source, "patch_from_at": str(self.source_at)}
+
+
+@dataclass(frozen=True)
 class AppState:
     """Everything the page shows is a function of this (and the operator's settings)."""
 
@@ -119,6 +154,7 @@ class AppState:
     figure_format: str = "png"  # what the camera button of every figure saves: an id of FIGURE_FORMATS
     # views' own fields by link name ("projections.mode"), only those that differ from their default
     views: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))
+    patch: Patch | None = None  # an activation patch of the app's run (set by the Compare view)
 
     @property
     def causal(self) -> bool | None:
@@ -151,11 +187,12 @@ class AppState:
             tab=schema.tab_id(query.get("tab")) or schema.first_tab,
             figure_format=_choice(query.get("figure"), FIGURE_FORMATS, d.figure_format),
             views=MappingProxyType(views),
+            patch=Patch.from_query(query, settings.max_chars),
         )
 
     def to_query(self, settings: Settings) -> dict[str, str]:
         """The link's parameters. A text too long for a link is left out (proxies refuse long request lines);
-        switched-off heads, the figure format and views' fields only when they are set."""
+        switched-off heads, the figure format, views' fields and the patch only when they are set."""
         params = {"model": self.model, "text": self.text[: settings.max_chars], "mask": self.mask,
                   "layer": str(self.layer), "head": str(self.head), "layout": self.layout,
                   "position": str(self.position), "tab": self.tab}
@@ -166,6 +203,8 @@ class AppState:
         if self.figure_format != AppState.figure_format:
             params["figure"] = self.figure_format
         params.update({link: _text(value) for link, value in sorted(self.views.items())})
+        if self.patch is not None:
+            params.update(self.patch.to_query())
         return params
 
 
@@ -281,6 +320,16 @@ def write_link(state: AppState, settings: Settings) -> bool:
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
     return "text" in wanted
+
+
+def remember_good(name: str, value: Any) -> None:
+    """Keep what last worked in a view (e.g. the Compare view's two texts and targets), to show again while the
+    visitor's new input does not work; `last_good(name)` reads it back."""
+    st.session_state[f"{_LAST_GOOD}.{name}"] = value
+
+
+def last_good(name: str) -> Any:
+    return st.session_state.get(f"{_LAST_GOOD}.{name}")
 
 
 def last_good_text() -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -77,9 +78,12 @@ def sessions_at_once() -> Iterator[None]:
     its duration and restores it when it ends, under the runs still going in other threads: the Runtime singleton
     (its own stand-in, then None: "Runtime hasn't been created!") and the config option global.appTest (without
     it, widgets stop recording what AppTest reads back). Inside this block every run sees the first stand-in (one
-    runtime, as in a server) and global.appTest stays on."""
+    runtime, as in a server) and global.appTest stays on. Compiling the script is serialised too: a server compiles
+    app.py once in its one script cache, while each AppTest has its own, and CPython 3.11's ast.parse is not safe
+    in several threads at once ("AST constructor recursion depth mismatch")."""
     from streamlit import config
     from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     from streamlit.testing.v1 import app_test
 
     first: list = []
@@ -92,6 +96,13 @@ def sessions_at_once() -> Iterator[None]:
         return first[0]
 
     saved = Runtime.__dict__["instance"], Runtime.__dict__["exists"], app_test.patch_config_options
+    get_bytecode, compiling = ScriptCache.get_bytecode, threading.Lock()
+
+    def compile_one_at_a_time(cache, script_path):
+        with compiling:
+            return get_bytecode(cache, script_path)
+
+    ScriptCache.get_bytecode = compile_one_at_a_time
     app_test_option = config.get_option("global.appTest")
     Runtime.instance = classmethod(instance)
     Runtime.exists = classmethod(lambda cls: bool(first) or cls._instance is not None)
@@ -101,4 +112,5 @@ def sessions_at_once() -> Iterator[None]:
         yield
     finally:
         Runtime.instance, Runtime.exists, app_test.patch_config_options = saved
+        ScriptCache.get_bytecode = get_bytecode
         config.set_option("global.appTest", app_test_option)

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from apptest_tools import app_state, charts, decode, new_app, open_tab, start
+from apptest_tools import app_state, charts, decode, new_app, open_tab, sessions_at_once, start
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
@@ -656,7 +656,7 @@ def test_sessions_running_at_once_equal_the_same_runs_alone(smollm):
     def session(job: dict) -> AppTest:
         return start(**{k: v for k, v in job.items() if v != ""})
 
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+    with sessions_at_once(), ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         sessions = list(pool.map(session, jobs))
     for job, at in zip(jobs, sessions, strict=True):
         no_errors(at)

@@ -84,6 +84,19 @@ def test_view_fields_travel_only_when_set():
     assert second.parse("a <b> sentence") == "a <b>"
 
 
+def test_a_patch_travels_whole_or_not_at_all():
+    link = {"patch": "3.1,3.0,x", "patch_at": "14", "patch_from": "The gardener trapped the burrowing mole",
+            "patch_from_at": "6"}
+    s = read(**link)
+    assert s.patch == state.Patch("The gardener trapped the burrowing mole", 6, 14, ((3, 0), (3, 1)))
+    assert {k: v for k, v in s.to_query(OPEN).items() if k.startswith("patch")} == {**link, "patch": "3.0,3.1"}
+    for broken in ({"patch": ""}, {"patch_at": "-1"}, {"patch_from": ""}, {"patch_from_at": "six"}):
+        assert read(**{**link, **broken}).patch is None
+    assert read(LOCKED, **link).patch.source == link["patch_from"][:40]  # cut like the text
+    long = replace(s, patch=replace(s.patch, source="我" * 200))  # 1,800 characters once URL-encoded
+    assert "patch" not in long.to_query(OPEN) and "patch_from" not in long.to_query(OPEN)
+
+
 def test_a_schema_refuses_fields_that_are_not_a_views_own():
     with pytest.raises(ValueError, match="after its own view"):
         Schema(tabs={"pattern": "Attention pattern"}, fields=(Field("heads.x", 1),))
@@ -101,6 +114,10 @@ states = st.builds(
     tab=st.sampled_from(list(SCHEMA.tabs)), figure_format=st.sampled_from(list(state.FIGURE_FORMATS)),
     views=st.fixed_dictionaries({}, optional={"projections.mode": st.sampled_from(["delta", "path"]),
                                               "projections.dims": st.just(3)}).map(MappingProxyType),
+    patch=st.none() | st.builds(state.Patch, source=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+                                source_at=st.integers(0, 60), at=st.integers(0, 60),
+                                heads=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 20)), min_size=1,
+                                               max_size=9).map(tuple)),
 )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from components.state import Schema
-from components.views import deltas, heads, interventions, params, pattern, projections, qk, senses
+from components.views import compare, deltas, heads, interventions, params, pattern, projections, qk, senses
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ VIEWS = (
     View("deltas", "Δe: embedding changes", deltas),
     View("projections", "Projections", projections),
     View("senses", "Word senses", senses),
+    View("compare", "Compare", compare),
     View("params", "Parameters", params),
 )
 
