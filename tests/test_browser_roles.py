@@ -37,16 +37,16 @@ def open_tab(page, label: str) -> None:
 
 def test_switch_the_top_induction_heads_off_with_one_click(server, tmp_path):
     url, log = server
-    with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 1800}) as page:
+    with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 2200}) as page:
         page.goto(url)
         wait_for(page, plot_has("pattern_fig", "true"), timeout=FIRST_LOAD_MS)
         open_tab(page, "Head roles")
-        wait_for(page, plot_has("roles_map_induction", "true") + " && " + plot_has("roles_icl_fig", "true"))
+        wait_for(page, plot_has("roles_maps", "true") + " && " + plot_has("roles_icl_fig", "true"))
         button = page.locator(".st-key-roles_switch_off button")
         label = button.text_content()
         heads = sorted(re.findall(r"(\d+)\.(\d+)", label))
         assert label.startswith("Switch these 3 heads off") and len(heads) == 3
-        assert page.evaluate(f"() => {plot_has('roles_icl_fig', 'p._fullData.length')}") == 4  # one run, two means
+        assert page.evaluate(f"() => {plot_has('roles_icl_fig', 'p._fullData.length')}") == 3  # one run: a line, two means
 
         button.click()  # one click: the heads go off in the state every tab reads
         wait_for(page, plot_has("roles_icl_fig", "p._fullData.some(t => t.name === 'with your switches')"))

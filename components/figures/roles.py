@@ -41,7 +41,7 @@ def role_maps_figure(scores: Mapping[str, np.ndarray], titles: Mapping[str, str]
         annotations.append(dict(text=f"<b>{title}</b>", x=left + width / 2, xref="paper", y=1, yref="paper",
                                 yanchor="bottom", showarrow=False))
     return go.Figure(data=data, layout=dict(
-        layout, annotations=annotations, margin=margin(30), height=min(max(14 * n_layers + 110, 250), 560),
+        layout, annotations=annotations, margin=margin(30), height=min(max(12 * n_layers + 110, 250), 480),
         coloraxis=dict(colorscale=ROLE_COLORSCALE, cmin=0.0, cmax=1.0, colorbar=dict(title=dict(text="score")))))
 
 
