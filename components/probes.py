@@ -10,7 +10,7 @@ import engine
 from engine.analysis.icl import ICLCheck, icl_losses
 from engine.analysis.roles import HeadRoles, head_roles
 
-MAX_ROLE_RUNS = 8  # each keeps its probe run (SmolLM2: ~100 tokens, a few tens of MB)
+MAX_ROLE_RUNS = 8  # each keeps its probe run (SmolLM2: 100 tokens, 40 MB)
 MAX_ICL_CHECKS = 32  # numbers only
 
 

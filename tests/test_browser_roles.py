@@ -46,7 +46,7 @@ def test_switch_the_top_induction_heads_off_with_one_click(server, tmp_path):
         label = button.text_content()
         heads = sorted(re.findall(r"(\d+)\.(\d+)", label))
         assert label.startswith("Switch these 3 heads off") and len(heads) == 3
-        assert page.evaluate(f"() => {plot_has('roles_icl_fig', 'p._fullData.length')}") == 3  # one run: a line, two means
+        assert page.evaluate(f"() => {plot_has('roles_icl_fig', 'p._fullData.length')}") == 3  # a line, 2 means
 
         button.click()  # one click: the heads go off in the state every tab reads
         wait_for(page, plot_has("roles_icl_fig", "p._fullData.some(t => t.name === 'with your switches')"))

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import test_robustness
 from apptest_tools import app_state, charts, decode, heatmap, open_tab, start, table
 from streamlit.testing.v1 import AppTest
 
@@ -263,3 +264,17 @@ def test_every_label_stays_literal():
         no_errors(page)
         assert "".join(charts(page)["pattern_fig"]["layout"]["xaxis"]["ticktext"]) == \
             plotly_escape(MARKUP).replace(" ", "␣")
+
+
+tiny_gpt2 = test_robustness.tiny_gpt2  # a random 2-layer GPT-2 folder whose context (64) is shorter than the probe
+
+
+def test_a_model_too_short_for_the_probe_gets_a_message_and_keeps_its_state(tiny_gpt2):
+    at = start(model=str(tiny_gpt2), tab="roles", text=TEXT, layer=1)
+    no_errors(at)
+    assert any("Head roles are not available" in i.value and "context" in i.value for i in at.info)
+    open_tab(at, "heads")
+    no_errors(at)
+    assert "head_grid_fig" in charts(at) and not badges(at)
+    assert any("No role badges" in c.value for c in at.caption)
+    assert (app_state(at).model, app_state(at).layer) == (str(tiny_gpt2), 1)

@@ -11,6 +11,7 @@ import engine
 from components import probes, state
 from components.derived import per_trace
 from components.figures import heads
+from components.labels import markdown_literal
 from components.state import Field
 from components.views.context import ViewContext
 from engine.analysis.head_stats import HeadOverview, head_overview
@@ -68,7 +69,11 @@ def render(ctx: ViewContext) -> None:
     st.caption("Badges: prev = previous token, dup = duplicate token, ind = induction, 1st = first token, self. "
                "Scores come from a probe of random tokens repeated twice, not from this sentence; the Head roles "
                "tab shows them all and says how each is defined.")
-    badges = role_badges(ctx, threshold)
+    try:
+        badges = role_badges(ctx, threshold)
+    except engine.EngineError as err:  # e.g. a model whose context is shorter than the probe
+        badges = ()
+        st.caption(markdown_literal(f"No role badges for this model: {err}"))
     fig = per_trace(grid_figure, trace, (ctx.layer, ctx.head), badges)  # thumbnails cached per trace
     ctx.chart(fig, key="head_grid_fig", on_select=select_head_from_grid, selection_mode="points")
     figures, table = per_trace(stat_views, trace)

@@ -37,7 +37,11 @@ def render(ctx: ViewContext) -> None:
 
 def render_roles(ctx: ViewContext) -> None:
     cfg, s = ctx.model.config, ctx.state
-    got = probes.roles(ctx.model, s.causal, s.heads_off)
+    try:
+        got = probes.roles(ctx.model, s.causal, s.heads_off)
+    except EngineError as err:  # e.g. a model whose context is shorter than the probe
+        st.info(markdown_literal(f"Head roles are not available for {cfg.name}: {err}"))
+        return
     probe = got.probe
     n_lead = probe.first.start
     st.subheader("What each head does")
