@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from components import content, probes, state
@@ -110,7 +111,7 @@ def render_top_heads(ctx: ViewContext, got: HeadRoles) -> None:
         render_icl(ctx)
 
 
-def thumbnail(trace: Trace, layer: int, head: int, title: str, second: int):
+def thumbnail(trace: Trace, layer: int, head: int, title: str, second: int) -> go.Figure:
     """A top head's pattern on the probe as a small figure (cached per probe run)."""
     return thumbnail_figure(trace["pattern", layer, head].numpy(), trace.tokens, title, second)
 
