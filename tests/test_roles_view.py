@@ -4,7 +4,7 @@ independently."""
 
 from __future__ import annotations
 
-import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from apptest_tools import app_state, charts, decode, heatmap, open_tab, start, t
 from streamlit.testing.v1 import AppTest
 
 import engine
-from components.labels import plotly_escape
+from components.labels import position_labels, token_labels
 from components.views import _rollout, _sinks
 from components.views import pattern as pattern_view
 from engine.analysis import icl, pooling, roles, rollout, sinks, value_weighted
@@ -22,7 +22,6 @@ from engine.analysis.senses import top_heads
 pytestmark = pytest.mark.slow
 
 TEXT = "The gardener trapped the burrowing mole under the old oak"
-MARKUP = "<b>x</b> $y$ **z** :red[w]"
 MODELS = {"smollm2-135m": "smollm", "minilm-l6": "minilm"}
 
 
@@ -246,24 +245,32 @@ def test_long_texts_compute_sinks_and_rollout_only_on_request(monkeypatch):
     assert "roles_rollout_raw" not in charts(at) and any("at most 4 positions" in i.value for i in at.info)
 
 
-def test_every_label_stays_literal():
-    at = start(text=MARKUP, tab="roles", **{"roles.section": "rollout"})
+def assert_literal(at: AppTest, where: str) -> None:
+    """No Markdown the page writes and no Plotly string holds live markup (as test_robustness checks each tab)."""
     no_errors(at)
-    specs = [json.dumps(fig) for fig in charts(at).values()]
-    assert specs and not any("<b>x" in s or "$y$" in s for s in specs)
-    ticks = charts(at)["roles_rollout_raw"]["layout"]["xaxis"]["ticktext"]
-    assert "".join(ticks) == plotly_escape(MARKUP).replace(" ", "␣")
-    captions = " ".join(c.value for c in at.caption)
-    assert "<b>" not in captions and "$y$" not in captions
+    for _, source in test_robustness.markdown_sources(at):
+        assert not re.search(r"[<>$~^]", re.sub(r"\\.|&nbsp;", "", source)), (where, source)
+    for key, fig in charts(at).items():
+        for text in test_robustness.figure_strings(fig):
+            assert not re.search(r"[<>$]", re.sub(r"<br>|<extra></extra>|%\{[^}]*\}", "", text)), (where, key, text)
+
+
+def test_every_label_stays_literal(smollm):
+    """The sentence's markup, in every section of the Head roles tab and every matrix of the pattern view."""
+    at = start(text=test_robustness.MARKUP, tab="roles", **{"roles.section": "rollout"})
+    assert_literal(at, "rollout")
+    hover = charts(at)["roles_rollout_raw"]["data"][0]["customdata"][0]  # every input token, "position: token"
+    assert hover == position_labels(smollm.run(test_robustness.MARKUP).tokens)
     for section in ("sinks", "roles"):
         at.radio(key="roles_section").set_value(section).run()
-        no_errors(at)
-        assert not any("<b>x" in json.dumps(fig) for fig in charts(at).values())
+        assert_literal(at, section)
+    open_tab(at, "heads")
+    assert_literal(at, "heads")
     for show in ("head", "layer", "no_first"):
-        page = start(text=MARKUP, **{"pattern.show": show})
-        no_errors(page)
-        assert "".join(charts(page)["pattern_fig"]["layout"]["xaxis"]["ticktext"]) == \
-            plotly_escape(MARKUP).replace(" ", "␣")
+        page = start(text=test_robustness.MARKUP, **{"pattern.show": show})
+        assert_literal(page, show)
+        cells = charts(page)["pattern_fig"]["data"][0]["customdata"][0]  # query 0 against every key
+        assert [cell[1] for cell in cells] == token_labels(smollm.run(test_robustness.MARKUP).tokens)
 
 
 tiny_gpt2 = test_robustness.tiny_gpt2  # a random 2-layer GPT-2 folder whose context (64) is shorter than the probe

@@ -38,8 +38,8 @@ def role_maps_figure(scores: Mapping[str, np.ndarray], titles: Mapping[str, str]
                                       dtick=1 if n_heads <= 9 else 2, showgrid=False, zeroline=False)
         layout[f"yaxis{axis}"] = dict(anchor=f"x{axis}", autorange="reversed", showgrid=False, zeroline=False,
                                       showticklabels=i == 0, title=dict(text="layer" if i == 0 else ""))
-        annotations.append(dict(text=f"<b>{title}</b>", x=left + width / 2, xref="paper", y=1, yref="paper",
-                                yanchor="bottom", showarrow=False))
+        annotations.append(dict(text=title, font=dict(weight="bold"), x=left + width / 2, xref="paper", y=1,
+                                yref="paper", yanchor="bottom", showarrow=False))
     return go.Figure(data=data, layout=dict(
         layout, annotations=annotations, margin=margin(30), height=min(max(12 * n_layers + 110, 250), 480),
         coloraxis=dict(colorscale=ROLE_COLORSCALE, cmin=0.0, cmax=1.0, colorbar=dict(title=dict(text="score")))))
@@ -84,7 +84,6 @@ def loss_figure(current: np.ndarray, unmodified: np.ndarray, tokens: Sequence[st
     short horizontal line over it."""
     positions = np.arange(len(tokens))
     labels = np.array(position_labels(tokens), dtype=object)
-    hover = "%{customdata}<br>loss %{y:.2f} nats<extra>%{fullData.name}</extra>"
     runs = [("every head on", unmodified, UNMODIFIED_COLOR)]
     if changed:
         runs.append(("with your switches", current, CURRENT_COLOR))
@@ -92,12 +91,13 @@ def loss_figure(current: np.ndarray, unmodified: np.ndarray, tokens: Sequence[st
     for name, loss, color in runs:
         loss = np.asarray(loss, dtype=np.float64)  # [n]
         data.append(go.Scatter(x=positions, y=loss, mode="lines", name=name, line=dict(color=color, width=1.5),
-                               customdata=labels, hovertemplate=hover))
+                               customdata=labels,
+                               hovertemplate=f"{name}<br>%{{customdata}}<br>loss %{{y:.2f}} nats<extra></extra>"))
         for part in (first, second):
             mean = float(np.nanmean(loss[part]))
             data.append(go.Scatter(x=[part.start - 0.5, part.stop - 0.5], y=[mean, mean], mode="lines",
                                    line=dict(color=color, width=3, dash="dash"), showlegend=False,
-                                   hovertemplate=f"mean over this copy: {mean:.2f} nats<extra>{name}</extra>"))
+                                   hovertemplate=f"{name}<br>mean over this copy: {mean:.2f} nats<extra></extra>"))
     return go.Figure(data=data, layout=dict(
         xaxis=dict(title=dict(text="probe position (the token predicted)"), zeroline=False),
         yaxis=dict(title=dict(text="next-token loss (nats)"), rangemode="tozero"),
