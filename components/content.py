@@ -100,3 +100,18 @@ def lens_note(config: ModelConfig) -> str:
         return "Decoded through the model's final norm and its unembedding W_U (the logit lens)."
     return (f"{config.name} has no language-model head: vectors are decoded through its tied input "
             "embedding W_E (logits = vector · W_Eᵀ, no final norm), a nearest-token reading.")
+
+
+# Head roles (engine/analysis/roles.py): the names a visitor reads, and what each role's target keys are.
+ROLE_LABELS = {"previous_token": "previous token", "duplicate_token": "duplicate token", "induction": "induction",
+               "first_token": "first token", "self": "self"}
+ROLE_TARGETS = {
+    "previous_token": "the key just before the query: {i − 1}, for i ≥ 1",
+    "duplicate_token": "earlier copies of the query's token: {j < i : id_j = id_i}",
+    "induction": "the token after an earlier copy of the query's token: {j + 1 : j + 1 < i and id_j = id_i}",
+    "first_token": "the first key: {0}, for i ≥ 1",
+    "self": "the query itself: {i}",
+}
+SINK_NOTE = ("Why the first token can take most of α and little of the output: many heads park their attention on "
+             "the first token when nothing else in the text matches (an attention sink), and that token's value "
+             "vector, after the head's output map, is tiny — so α_i0 is large while α_i0 · ‖v_0 W_O‖ is small.")

@@ -64,3 +64,12 @@ def table(data: Any, key: str, **kwargs: Any) -> None:
     could find it by."""
     with st.container(key=key):
         st.dataframe(data, **kwargs)
+
+
+def on_request(size: int, auto_up_to: int, key: str, what: str) -> bool:
+    """Whether to compute something whose cost grows fast with `size` (tokens): always up to `auto_up_to`, beyond
+    that only once the visitor turns on the toggle under `key` (it stays on)."""
+    if size <= auto_up_to:
+        return True
+    return st.toggle(f"Compute {what} for {size:,} tokens (beyond {auto_up_to:,} this takes seconds to minutes, so "
+                     "it waits for you to ask)", key=key)

@@ -44,3 +44,15 @@ def smollm_hf():
 @pytest.fixture(scope="session")
 def minilm_hf():
     return hf_model("minilm-l6")
+
+
+@pytest.fixture
+def local_server():
+    """A server listening on localhost, as `bash scripts/run.sh` starts it: local folders are allowed by default.
+    (On any other address every path gets one message: tests/test_local_folders.py.)"""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)

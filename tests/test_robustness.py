@@ -27,7 +27,6 @@ import pytest
 import streamlit as st
 import torch
 from apptest_tools import app_state, charts, decode, new_app, open_tab, sessions_at_once, start
-from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import element_tree as et
 
@@ -284,16 +283,6 @@ def bad_folders(tmp_path_factory, tiny_gpt2) -> dict[str, Path]:
     shutil.copy(tiny_gpt2 / "config.json", folders["corrupt"])
     (folders["corrupt"] / "model.safetensors").write_bytes(b"\x00" * 100)
     return folders
-
-
-@pytest.fixture
-def local_server():
-    """A server listening on localhost, as `bash scripts/run.sh` starts it: local folders are allowed by default.
-    (On any other address every path gets one message: tests/test_local_folders.py.)"""
-    before = st_config.get_option("server.address")
-    st_config.set_option("server.address", "127.0.0.1")
-    yield
-    st_config.set_option("server.address", before)
 
 
 def model_failures(folders: dict[str, Path]) -> list[tuple[str, str, str]]:

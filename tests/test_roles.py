@@ -155,3 +155,15 @@ def test_minilm_roles_and_no_loss(minilm):
     assert all(got.defined.values()) and not got.trace.causal
     with pytest.raises(engine.EngineError):
         icl.icl_losses(minilm, got.probe)
+
+
+def test_strongest_roles_picks_the_best_role_that_reaches_the_threshold():
+    scores = {role: np.full((2, 2), 0.1) for role in roles.ROLES}
+    scores["induction"] = np.array([[0.9, 0.2], [math.nan, 0.6]])
+    scores["self"] = np.array([[0.95, 0.1], [0.7, 0.6]])
+    role, score = roles.strongest_roles(scores, 0.5)
+    induction, self_ = roles.ROLES.index("induction"), roles.ROLES.index("self")
+    np.testing.assert_array_equal(role, [[self_, -1], [self_, induction]])  # a tie goes to the earlier role
+    np.testing.assert_allclose(score, [[0.95, math.nan], [0.7, 0.6]])
+    role, _ = roles.strongest_roles(scores, 0.96)
+    assert (role == -1).all()

@@ -154,3 +154,39 @@ def test_rollout_of_a_long_text_holds_one_matrix(smollm):
     row = rollout.rollout_from(trace, 299, weighted=True)
     assert row.shape == (smollm.config.n_layers, 300)
     np.testing.assert_allclose(row.sum(-1), 1.0, atol=1e-9)
+
+
+def full_matrix(trace: engine.Trace, name: str, layer: int, head: int, normalise: bool) -> np.ndarray:
+    """The whole n × n matrix pooling reads block by block, from the analyses that give it whole."""
+    if name == "head_weighted":
+        return value_weighted.head_weighted(trace, layer, head, normalise=normalise)
+    if name == "layer_weighted":
+        return value_weighted.layer_weighted(trace, layer, normalise=normalise)
+    return sinks.pattern_without_first(trace, layer, head)
+
+
+@pytest.mark.parametrize("name", ["head_weighted", "layer_weighted", "without_first"])
+@pytest.mark.parametrize("normalise", [False, True])
+def test_pooling_reads_value_weighted_and_sink_free_matrices_a_block_of_rows_at_a_time(name, normalise, switched,
+                                                                                      monkeypatch):
+    from engine.analysis import pooling
+    from engine.trace import Trace
+
+    layer, head = 1, 1
+    want = full_matrix(switched, name, layer, head, normalise)  # [n, n]
+    n = switched.n_tokens
+    blocks = []
+    real = Trace.row_blocks
+    monkeypatch.setattr(Trace, "row_blocks", lambda self, n_heads=1, max_bytes=0: blocks.append(n_heads) or
+                        real(self, n_heads, max_bytes=4 * n * n_heads * 3))  # three query rows a block
+    pooled = pooling.max_pooled(switched, name, layer, head, (n, 4), normalise)
+    assert blocks  # it went block by block
+    np.testing.assert_allclose(pooled.maps[0], want, rtol=1e-5, atol=1e-7)
+    edges = pooling.pool_edges(n, 4)
+    by_block = np.maximum.reduceat(np.maximum.reduceat(want, edges[:-1], axis=1), edges[:-1], axis=0)
+    np.testing.assert_allclose(pooled.maps[1], by_block, rtol=1e-5, atol=1e-7)
+    assert pooled.low == pytest.approx(want.min(), abs=1e-6) and pooled.high == pytest.approx(want.max(), rel=1e-5)
+    window = pooling.window(switched, name, layer, head, 2, 7, normalise)
+    np.testing.assert_allclose(window, want[2:7, 2:7], rtol=1e-5, atol=1e-7)
+    if normalise and name != "without_first":
+        np.testing.assert_allclose(pooled.maps[0].sum(-1), 1.0, atol=1e-5)

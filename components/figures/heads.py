@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,10 @@ OFF_COLOR = "rgb(90,90,90)"
 LEVELS = 127  # palette: 0 = gap, 1..127 = heads on, 128..254 = the same colours dimmed for heads off
 STAT_TITLES = {"entropy": "entropy (bits)", "first": "share on first token", "previous": "share on previous token",
                "self": "share on itself"}  # the small per-head heatmaps
+# Role badges: role id (engine/analysis/roles.py) -> (the badge's text, its colour); first-token heads are many,
+# so their badge is the quietest.
+BADGES = {"previous_token": ("prev", "#1f77b4"), "duplicate_token": ("dup", "#9467bd"),
+          "induction": ("ind", "#d62728"), "first_token": ("1st", "rgb(130,130,130)"), "self": ("self", "#2ca02c")}
 STAT_COLUMNS = {
     "entropy": "entropy (bits)",
     "first": "first-token share",
@@ -46,6 +50,7 @@ def head_grid_figure(
     *,
     selected: tuple[int, int] | None = None,
     disabled: np.ndarray | None = None,
+    badges: Sequence[tuple[int, int, str, float]] = (),
     max_thumb_px: int = 48,
     gap_px: int = 2,
 ) -> go.Figure:
@@ -54,6 +59,8 @@ def head_grid_figure(
     Each thumbnail is the max-pooled pattern (query rows, key columns). An invisible marker over each
     thumbnail gives hover "layer L, head H" and is what a click selects (customdata = [layer, head]).
     selected=(layer, head) gets an outline; disabled bool [n_layers, n_heads] (True = off) is dimmed and crossed.
+    badges: (layer, head, role id of BADGES, score), drawn as the role's short name in the thumbnail's corner
+    and named in its hover.
     """
     thumbs = thumbnails(patterns, max_thumb_px)  # [n_layers, n_heads, t, t]
     n_layers, n_heads, t, _ = thumbs.shape
@@ -68,7 +75,9 @@ def head_grid_figure(
     image = go.Image(source=_image.png_data_uri(canvas, _palette()), x0=origin, y0=origin, dx=1 / pitch,
                      dy=1 / pitch, hoverinfo="skip")
     layers, heads = np.divmod(np.arange(n_layers * n_heads), n_heads)
-    status = np.where(off.reshape(-1), " (switched off)", "")
+    status = np.where(off.reshape(-1), " (switched off)", "").astype(object)
+    for layer, head, role, score in badges:
+        status[layer * n_heads + head] += f"<br>role: {role.replace('_', ' ')} ({score:.2f})"
     targets = go.Scatter(
         x=heads, y=layers, mode="markers", name="heads", showlegend=False,
         marker=dict(symbol="square", size=16, opacity=0), customdata=np.stack([layers, heads], 1).tolist(),
@@ -93,7 +102,17 @@ def head_grid_figure(
         layer, head = selected
         layout["shapes"] = [dict(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
                                  line=dict(color=SELECTED_COLOR, width=3))]
+    layout["annotations"] = badge_annotations(badges)
     return go.Figure(data=[image, targets, crosses], layout=layout)
+
+
+def badge_annotations(badges: Sequence[tuple[int, int, str, float]]) -> list[dict]:
+    """The role badges (layer, head, role id, score) as small labels on a white ground in the top left corner of
+    each thumbnail; clicks pass through them to the thumbnail."""
+    return [dict(x=head - 0.5, y=layer - 0.5, xref="x", yref="y", xanchor="left", yanchor="top", showarrow=False,
+                 text=BADGES[role][0], name=f"badge {layer}.{head} {role}", font=dict(size=9, color=BADGES[role][1]),
+                 bgcolor="rgba(255,255,255,0.85)", borderpad=0)
+            for layer, head, role, _ in badges]
 
 
 def point_to_head(point: Mapping[str, Any]) -> tuple[int, int] | tuple[None, None]:

@@ -52,10 +52,11 @@ def stacked_axes(heights: tuple[float, float] = (1, 1), spacing: float = 0.08,
 
 
 def layer_head_figure(values: np.ndarray, *, title: str, colorbar: str, colorscale: str = "Viridis",
-                      height: int | None = None) -> go.Figure:
-    """Heatmap of one number per head, values [n_layers, n_heads]: rows = layers (0 at the top), columns = heads."""
+                      height: int | None = None, zmin: float | None = None, zmax: float | None = None) -> go.Figure:
+    """Heatmap of one number per head, values [n_layers, n_heads]: rows = layers (0 at the top), columns = heads.
+    zmin, zmax: a fixed colour range (default: the values' own)."""
     z = np.asarray(values, dtype=np.float32)  # [n_layers, n_heads]
-    heatmap = go.Heatmap(z=z, colorscale=colorscale, colorbar=dict(title=dict(text=colorbar)),
+    heatmap = go.Heatmap(z=z, colorscale=colorscale, colorbar=dict(title=dict(text=colorbar)), zmin=zmin, zmax=zmax,
                          hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>")
     return go.Figure(data=[heatmap], layout=dict(
         xaxis=dict(title=dict(text="head"), showgrid=False, zeroline=False, dtick=1 if z.shape[1] <= 16 else None,

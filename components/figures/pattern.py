@@ -36,9 +36,11 @@ def pattern_figure(
     image_threshold: int = 128,
     zmax: float | None = 1.0,
     offset: int = 0,
+    value_name: str = "weight",
 ) -> go.Figure:
     """Heatmap of pattern [n_query, n_key] (rows sum to 1); an image when n > image_threshold or when the
-    pattern comes already pooled (a long text, reduced block by block by the engine).
+    pattern comes already pooled (a long text, reduced block by block by the engine). Any other non-negative
+    query × key matrix draws the same way (value-weighted attention), named by value_name in hover and colour bar.
 
     layout "key_rows" transposes (keys as rows, each column sums to 1, as in the explanation). Hover names
     query, key, weight and, given scores [n_query, n_key], the raw q·k/√d_head. zmax=None: the pattern's max.
@@ -49,12 +51,12 @@ def pattern_figure(
         pooled = pattern if isinstance(pattern, _matrix.Pooled) else _matrix.pool(_check(pattern, tokens, "pattern"))
         top = float(zmax) if zmax is not None else max(pooled.high, 1e-9)
         traces = _matrix.image_traces(pooled.oriented(layout), tokens, layout, colorscale=PATTERN_COLORSCALE,
-                                      zmin=0.0, zmax=top, value_name="weight", colorbar_title="weight")
+                                      zmin=0.0, zmax=top, value_name=value_name, colorbar_title=value_name)
     else:
         pattern = _check(pattern, tokens, "pattern")  # [n_query, n_key]
         top = float(zmax) if zmax is not None else max(float(pattern.max(initial=0.0)), 1e-9)
         z = _matrix.orient(pattern, layout)  # [rows, cols]
-        lines = ["weight %{z:.4f}"]
+        lines = [f"{value_name} %{{z:.4f}}"]
         raw = None
         if scores is not None:
             raw = _matrix.orient(_check(scores, tokens, "scores"), layout)  # [rows, cols]
@@ -62,7 +64,7 @@ def pattern_figure(
         positions = np.arange(offset, offset + len(tokens))
         traces = [go.Heatmap(z=z, x=positions, y=positions, customdata=_matrix.cell_data(tokens, layout, raw),
                              colorscale=PATTERN_COLORSCALE, zmin=0.0, zmax=top,
-                             colorbar=dict(title=dict(text="weight")),
+                             colorbar=dict(title=dict(text=value_name)),
                              hovertemplate=_matrix.cell_hover(layout, *lines))]
     return go.Figure(data=traces, layout=_matrix.matrix_layout(tokens, layout, title, 0 if image else offset))
 

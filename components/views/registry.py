@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from components.state import Schema
-from components.views import compare, deltas, heads, interventions, params, pattern, projections, qk, senses
+from components.views import compare, deltas, heads, interventions, params, pattern, projections, qk, roles, senses
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class View:
 VIEWS = (
     View("pattern", "Attention pattern", pattern),
     View("heads", "All heads", heads),
+    View("roles", "Head roles", roles),
     View("qk", "Query · key", qk),
     View("interventions", "Interventions", interventions),
     View("deltas", "Δe: embedding changes", deltas),

@@ -141,3 +141,16 @@ def head_roles(model: Model, token_ids: Sequence[int] | None = None, seed: int =
     ids = probe.token_ids if probe is not None else token_ids
     trace = model.run_ids(ids, causal=causal, head_mask=head_mask)
     return replace(role_scores(trace), probe=probe)
+
+
+def strongest_roles(scores: Mapping[str, np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each head's strongest role among ROLES where its score reaches `threshold` (ties: the earlier role).
+
+    Returns (role, score): int [n_layers, n_heads], an index into ROLES or −1 where no role reaches the
+    threshold; float [n_layers, n_heads], that role's score, NaN where none. NaN scores (a role not defined on
+    the run) never count."""
+    stacked = np.stack([np.nan_to_num(np.asarray(scores[role], dtype=np.float64), nan=-np.inf) for role in ROLES])
+    best = stacked.argmax(0)  # [n_layers, n_heads]
+    score = np.take_along_axis(stacked, best[None], 0)[0]
+    reached = score >= threshold
+    return readonly(np.where(reached, best, -1)), readonly(np.where(reached, score, math.nan))

@@ -42,11 +42,16 @@ def first_token_shares(trace: Trace) -> FirstTokenShares:
     return FirstTokenShares(raw=readonly(raw / n), weighted=readonly(weighted / n))
 
 
-def pattern_without_first(trace: Trace, layer: int, head: int | None = None,
-                          rows: slice = slice(None)) -> np.ndarray:
-    """The pattern with the first key left out: column 0 set to 0 and each row renormalised over the other
-    keys. [n_heads, r, n] (or [r, n] for one head); a row with no other key (query 0 under a causal mask)
-    is all 0."""
+def without_first_rows(trace: Trace, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
+    """The pattern of query rows `rows` with the first key left out: column 0 set to 0 and each row renormalised
+    over the other keys. [n_heads, r, n] (or [r, n] for one head), float32; a row with no other key (query 0
+    under a causal mask) is all 0."""
     pattern = trace.pattern_rows(layer, rows, head)  # [..., r, n]
     rest = torch.cat([torch.zeros_like(pattern[..., :1]), pattern[..., 1:]], dim=-1)
-    return readonly(normalise_rows(rest))
+    return normalise_rows(rest)
+
+
+def pattern_without_first(trace: Trace, layer: int, head: int | None = None,
+                          rows: slice = slice(None)) -> np.ndarray:
+    """without_first_rows as a read-only numpy array (all query rows by default)."""
+    return readonly(without_first_rows(trace, layer, rows, head))
