@@ -95,6 +95,7 @@ def test_it_stops_after_the_end_of_text_token(smollm):
     (dict(top_k=0), "top_k must be None or a whole number from 1 to 49152"),
     (dict(top_k=50_000), "top_k must be None or a whole number from 1 to 49152"),
     (dict(seed=-3), "seed must be None or a whole number"),
+    (dict(seed=2**64), "seed must be None or a whole number from 0 to 18446744073709551615"),
 ])
 def test_bad_arguments_get_their_message(smollm, kwargs, message):
     with pytest.raises(engine.InputError, match=message):
