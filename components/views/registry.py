@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from components.state import Schema
-from components.views import deltas, heads, interventions, params, pattern, projections, qk, senses
+from components.views import deltas, generate, heads, interventions, params, pattern, projections, qk, senses
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ VIEWS = (
     View("projections", "Projections", projections),
     View("senses", "Word senses", senses),
     View("params", "Parameters", params),
+    View("generate", "Generate", generate),
 )
 
 SCHEMA = Schema(tabs={v.id: v.label for v in VIEWS},
