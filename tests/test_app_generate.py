@@ -125,6 +125,11 @@ def test_a_head_switched_off_changes_the_continuation_and_the_parting_step_is_ma
     assert at.slider(key="generate_step").value == parting
     check_step(at, gen, parting, 0, 0)  # the step panel follows the run with the head off
     assert at.warning and "Head 0.0 is switched off" in at.warning[0].value
+    toggle = at.button(key="generate_toggle_head")  # the sidebar's head, switched from this tab
+    assert toggle.label == "Switch head 0.0 on"
+    toggle.click().run()
+    no_errors(at)
+    assert app_state(at).heads_off == off - {(0, 0)} and at.button(key="generate_toggle_head").label.endswith("off")
 
 
 MARKUP = "<b>bold</b> <img src=x onerror=alert(1)> $x^2$ **not bold** :red[red] <script>"

@@ -108,7 +108,7 @@ def heads_row_figure(rows: np.ndarray, tokens: Sequence[str], *, selected: tuple
         xaxis=dict(title=dict(text="head"), tickvals=list(range(n_heads)), range=[-0.5, n_heads - 0.5],
                    showgrid=False, zeroline=False, side="top"),
         yaxis=dict(title=dict(text="layer"), tickvals=list(range(n_layers)), range=[n_layers - 0.5, -0.5],
-                   showgrid=False, zeroline=False),
+                   showgrid=False, zeroline=False, scaleanchor=False),  # strips, not square pixels
         height=min(max(16 * n_layers + 100, 260), 900), plot_bgcolor="white", shapes=shapes, margin=margin(40),
     ))
 
@@ -136,7 +136,7 @@ def marked_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], n_prompt: 
 
 
 def continuations_figure(base: Sequence[Any], changed: Sequence[Any], parting: int | None,
-                         window: int = 24) -> go.Figure:
+                         window: int = 20) -> go.Figure:
     """Two continuations token by token (engine Steps: .token_id, .token), step 1 on the left: the unmodified one
     above, the one with heads off below; steps where they differ shaded, the first (parting, 1-based) outlined.
     Shows `window` steps from a little before it; drag to pan along."""
@@ -145,11 +145,12 @@ def continuations_figure(base: Sequence[Any], changed: Sequence[Any], parting: i
     text, full = np.full((2, n), "", dtype=object), np.full((2, n), "", dtype=object)
     for r, (steps, other) in enumerate(((base, changed), (changed, base))):
         z[r, : len(steps)] = [float(i >= len(other) or s.token_id != other[i].token_id) for i, s in enumerate(steps)]
-        text[r, : len(steps)] = token_labels([s.token for s in steps], max_chars=10)
+        text[r, : len(steps)] = token_labels([s.token for s in steps], max_chars=8)
         full[r, : len(steps)] = token_labels([s.token for s in steps])
     cells = go.Heatmap(z=z, x=np.arange(1, n + 1), y=[0, 1], text=text, texttemplate="%{text}", customdata=full,
-                       zmin=0, zmax=1, colorscale=[[0, SAME_COLOR], [1, PARTED_COLOR]], showscale=False,
-                       hoverongaps=False, xgap=2, ygap=2, hovertemplate="step %{x}: %{customdata}<extra></extra>")
+                       textfont=dict(size=13), zmin=0, zmax=1, colorscale=[[0, SAME_COLOR], [1, PARTED_COLOR]],
+                       showscale=False, hoverongaps=False, xgap=2, ygap=2,
+                       hovertemplate="step %{x}: %{customdata}<extra></extra>")
     start = 1 if parting is None else max(1, parting - window // 4)
     shapes = [] if parting is None else [dict(type="rect", x0=parting - 0.5, x1=parting + 0.5, y0=-0.5, y1=1.5,
                                               line=dict(color=QUERY_COLOR, width=3))]

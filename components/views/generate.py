@@ -90,6 +90,15 @@ def controls(ctx: ViewContext) -> None:
         st.form_submit_button("Generate", type="primary", on_click=apply_form, key="generate_go")
 
 
+def toggle_head(ctx: ViewContext) -> None:
+    """A button that switches the sidebar's head off (or on again): the text is then written beside the unmodified
+    one. The Interventions tab switches any head."""
+    layer, head, off = ctx.layer, ctx.head, ctx.state.heads_off
+    label = f"Switch head {layer}.{head} {'on' if (layer, head) in off else 'off'}"
+    st.button(label, key="generate_toggle_head", on_click=state.update, kwargs={"heads_off": off ^ {(layer, head)}},
+              help="the sidebar's layer and head; the Interventions tab switches any head")
+
+
 def generation(ctx: ViewContext, text: str, request: GenerateSettings, heads_off: frozenset[tuple[int, int]],
                what: str) -> Generation:
     """One generation through the server's shared runs; while it is written, a progress bar and the text so far."""
@@ -122,6 +131,7 @@ def render(ctx: ViewContext) -> None:
                "attends to everything before it. Opening this tab writes with the settings below; change them and "
                "press Generate. The link keeps them: greedy, or sampling with a seed, writes the same text again.")
     controls(ctx)
+    toggle_head(ctx)
     asked = (state.last_good_text() or ctx.state.text, settings_of(ctx.state), ctx.state.heads_off)
     try:
         gen, base = write(ctx, *asked)
