@@ -10,8 +10,10 @@ import urllib.parse
 
 import pytest
 
-from tests.browser import CHROMIUM, chromium, streamlit_server
-from tests.test_browser import FIRST_LOAD_MS, UPDATE_MS, XSS, screenshot, submit_text
+from tests.browser import chromium
+from tests.test_browser import FIRST_LOAD_MS, UPDATE_MS, XSS, screenshot, server, submit_text
+
+__all__ = ["server"]  # the fixture: `streamlit run app.py` for this module (skipped where Chromium is missing)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 PROMPT = "a fluffy blue creature roamed the verdant forest"
@@ -33,15 +35,6 @@ JS_STATE = """() => {
     running: !!document.querySelector('[data-testid="stStatusWidget"]'),
   };
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with streamlit_server(log) as url:
-        yield url, log
 
 
 def wait_until(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
