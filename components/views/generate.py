@@ -202,6 +202,7 @@ def said(step: Step | None) -> str:
 
 
 def go_to_step(step: int) -> None:
+    """on_click of "Show step k": the slider and the state move to that step."""
     st.session_state[STEP_KEY] = step
     state.set_value(STEP, step)
 
@@ -254,11 +255,13 @@ def step_panel(ctx: ViewContext, gen: Generation, step: int) -> None:
 
 
 def row_view(trace: engine.Trace, n_prompt: int, layer: int, head: int, query: int) -> go.Figure:
+    """One head's attention row of `query` over keys 0..query (cached per trace)."""
     weights = trace.pattern_rows(layer, slice(query, query + 1), head)[0, : query + 1]  # [query + 1]
     return figures.attention_row_figure(weights.float().cpu().numpy(), trace.tokens[: query + 1], n_prompt)
 
 
 def heads_view(trace: engine.Trace, query: int, selected: tuple[int, int]) -> go.Figure:
+    """Every head's attention row of `query`, one image (cached per trace)."""
     rows = np.stack([trace.pattern_rows(layer, slice(query, query + 1))[:, 0, : query + 1].float().cpu().numpy()
                      for layer in range(trace.config.n_layers)])  # [n_layers, n_heads, query + 1]
     return figures.heads_row_figure(rows, trace.tokens[: query + 1], selected=selected,
@@ -266,5 +269,6 @@ def heads_view(trace: engine.Trace, query: int, selected: tuple[int, int]) -> go
 
 
 def pattern_view(trace: engine.Trace, n_prompt: int, layer: int, head: int, query: int, layout: str) -> go.Figure:
+    """One head's whole pattern, the written part and the query marked (cached per trace)."""
     return figures.marked_pattern_figure(readonly(trace["pattern", layer, head]), trace.tokens, n_prompt, query,
                                          layout=layout)
