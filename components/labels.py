@@ -51,6 +51,13 @@ def token_text(token: str) -> str:
     return SPACE * lead + core + SPACE * trail
 
 
+def readable_text(text: str) -> str:
+    """A text for a code block (shown literally): spaces, tabs and line breaks kept, every other invisible or
+    reordering character shown as its code, as token_text shows it."""
+    return "".join(ch if ch in "\n\t" or ch in _KEEP or unicodedata.category(ch) not in _HIDDEN else _code(ch)
+                   for ch in text)
+
+
 def plotly_escape(text: str) -> str:
     """Escape any string for a Plotly text field (title, tick text, hover, customdata) so it shows as typed."""
     return text.translate(_PLOTLY)

@@ -1,4 +1,5 @@
-"""Models and runs shared by every session of the server process: one model store and one trace cache."""
+"""Models and runs shared by every session of the server process: one model store and one trace cache (which
+holds generations too)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from components import state
 from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
-from engine.serving import runs
+from engine.generate import Generation
+from engine.serving import generation, runs
 from engine.serving.cache import RunCache
 from engine.serving.store import ModelStore
 
@@ -55,3 +57,19 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     with show_waiting() as on_wait:
         return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+
+
+@st.cache_resource(show_spinner=False)
+def generation_progress() -> generation.Progress:
+    """The tokens every generation in flight has written so far, for any visitor waiting for it."""
+    return generation.Progress()
+
+
+def get_generation(model: engine.Model, text: str, settings: generation.GenerateSettings,
+                   heads_off: frozenset[tuple[int, int]], app_settings: Settings,
+                   on_wait: generation.OnWriting) -> Generation:
+    """The generation after `text` with these settings and heads off, through the same cache and memory budget as
+    every run: cached, shared, or written in a new run; on_wait(waiting, ids written so far) while it runs."""
+    cache = run_cache(app_settings.memory_mb, app_settings.trace_cache_entries, app_settings.runs_per_minute)
+    return generation.get_generation(cache, generation_progress(), model, text, settings, heads_off=heads_off,
+                                     max_tokens=app_settings.max_tokens, session=state.session_id(), on_wait=on_wait)

@@ -1,14 +1,17 @@
-"""What a visitor sees while a run waits for memory or computes: a notice that follows the queue."""
+"""What a visitor sees while a run waits for memory or computes: a notice that follows the queue, or, while the
+model writes, a progress bar and the text so far."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import streamlit as st
 
+from components.labels import readable_text
 from engine.errors import RateLimited
 from engine.serving.cache import Waiting
+from engine.serving.generation import OnWriting
 
 SHOW_AFTER_S = 0.5  # quick runs show nothing
 
@@ -40,3 +43,27 @@ def show_waiting() -> Iterator[Callable[[Waiting], None]]:
         yield on_wait
     finally:
         slot.empty()
+
+
+@contextmanager
+def show_writing(what: str, prompt: Callable[[], str], n_new: int,
+                 readable: Callable[[Sequence[int]], list[str]]) -> Iterator[OnWriting]:
+    """Yields an on_wait(waiting, ids written so far) callback for a generation: a progress bar named `what` and
+    the prompt (read once, when first shown) with the tokens written so far, literally; both go when it is ready."""
+    bar, text = st.empty(), st.empty()
+    shown: list[str] = []  # the prompt's text, once read
+
+    def on_wait(w: Waiting, written: tuple[int, ...]) -> None:
+        if w.state == "queued":
+            bar.info(describe(w))
+            return
+        shared = " (another visitor asked for the same text: it is shared)" if w.shared else ""
+        bar.progress(len(written) / n_new, text=f"{what}: {len(written)} of {n_new} tokens{shared}")
+        shown[:] = shown or [readable_text(prompt())]
+        text.code(shown[0] + readable_text("".join(readable(written))), language=None, wrap_lines=True)
+
+    try:
+        yield on_wait
+    finally:
+        bar.empty()
+        text.empty()

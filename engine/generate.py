@@ -8,7 +8,7 @@ passes, laid end to end, are the trace of the whole final sequence.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,7 @@ from .trace import Trace
 from .transformer import KVCache, Record, forward, unembed
 
 TOP = 10  # predictions kept per step
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator takes
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Generation:
     def new_ids(self) -> tuple[int, ...]:
         return self.token_ids[self.n_prompt:]
 
+    def storages(self) -> Iterator[tuple[int, int]]:
+        """(storage id, bytes) of the tensors it holds (its trace's): what a RunCache counts against its budget."""
+        return self.trace.storages()
+
 
 def check_settings(model, n_prompt: int, max_new_tokens, temperature, top_k, seed, limit: int) -> None:
     cfg = model.config
@@ -62,15 +67,15 @@ def check_settings(model, n_prompt: int, max_new_tokens, temperature, top_k, see
         raise InputError(f"temperature must be a finite number ≥ 0 (0 = greedy), not {temperature!r}.")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= cfg.d_vocab):
         raise InputError(f"top_k must be None or a whole number from 1 to {cfg.d_vocab}, not {top_k!r}.")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise InputError(f"seed must be None or a whole number ≥ 0, not {seed!r}.")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+        raise InputError(f"seed must be None or a whole number from 0 to {MAX_SEED}, not {seed!r}.")
 
 
 def choose(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> int:
     """Greedy (temperature 0: the most likely token) or a sample from softmax(logits / T) over the top k."""
     if temperature == 0:
         return int(logits.argmax())
-    scaled = logits.double() / temperature
+    scaled = (logits.double() - logits.max()) / temperature  # shifted: a tiny temperature gives -inf, never inf
     if top_k is not None:
         kth = scaled.topk(top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))

@@ -95,6 +95,7 @@ def test_it_stops_after_the_end_of_text_token(smollm):
     (dict(top_k=0), "top_k must be None or a whole number from 1 to 49152"),
     (dict(top_k=50_000), "top_k must be None or a whole number from 1 to 49152"),
     (dict(seed=-3), "seed must be None or a whole number"),
+    (dict(seed=2**64), "seed must be None or a whole number from 0 to 18446744073709551615"),
 ])
 def test_bad_arguments_get_their_message(smollm, kwargs, message):
     with pytest.raises(engine.InputError, match=message):
@@ -104,3 +105,10 @@ def test_bad_arguments_get_their_message(smollm, kwargs, message):
 def test_an_encoder_cannot_generate(minilm):
     with pytest.raises(engine.InputError, match="minilm-l6 is an encoder"):
         minilm.generate("The capital of France is", max_new_tokens=4)
+
+
+def test_a_tiny_temperature_samples_the_most_likely_token(smollm):
+    greedy = smollm.generate("The capital of France is", max_new_tokens=4)
+    for temperature in (1e-300, 1e-310):  # logits / T would overflow to inf without the shift by the largest
+        assert smollm.generate("The capital of France is", max_new_tokens=4, temperature=temperature,
+                               seed=0).token_ids == greedy.token_ids

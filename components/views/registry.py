@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from components.state import Schema
-from components.views import compare, deltas, heads, interventions, params, pattern, projections, qk, roles, senses
+from components.views import (
+    compare,
+    deltas,
+    generate,
+    heads,
+    interventions,
+    params,
+    pattern,
+    projections,
+    qk,
+    roles,
+    senses,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ VIEWS = (
     View("senses", "Word senses", senses),
     View("compare", "Compare", compare),
     View("params", "Parameters", params),
+    View("generate", "Generate", generate),
 )
 
 SCHEMA = Schema(tabs={v.id: v.label for v in VIEWS},
