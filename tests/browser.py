@@ -111,3 +111,21 @@ def free_ports(count: int) -> int:
             for s in sockets:
                 s.close()
     raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def wait_for_state(page, js_state: str, predicate_js: str, timeout: int, idle: bool = True,
+                   polling: int = 250) -> dict:
+    """Wait until `js_state` (a JavaScript function returning an object, or null before the page is drawn)
+    satisfies `predicate_js`, a body over `s`, and, with idle, no run is going on (`s.running` false).
+    Returns the state it waited for."""
+    rest = "!s.running && " if idle else ""
+    page.wait_for_function(f"() => {{ const s = ({js_state})(); return !!s && {rest}({predicate_js}); }}",
+                           timeout=timeout, polling=polling)
+    return page.evaluate(js_state)
+
+
+def record_dialogs(page) -> list[str]:
+    """Record and dismiss every alert(), confirm() or prompt() the page opens: none may fire."""
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return dialogs

@@ -56,3 +56,16 @@ def local_server():
     config.set_option("server.address", "127.0.0.1")
     yield
     config.set_option("server.address", before)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """(URL, log file) of one `streamlit run app.py` that every browser test module shares, as visitors share a
+    server; skipped where Debian's Chromium is missing."""
+    from tests.browser import CHROMIUM, streamlit_server
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with streamlit_server(log) as url:
+        yield url, log

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, ROOT, chromium, streamlit_server
+from tests.browser import ROOT, chromium, record_dialogs, wait_for_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SHOTS = Path(os.environ.get("ATTN_EXPLORER_SHOTS") or ROOT / "artifacts" / "screenshots")
@@ -39,35 +39,18 @@ JS_STATE = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """(URL, log file) of a running `streamlit run app.py`, stopped after the module."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with streamlit_server(log) as url:
-        yield url, log
-
-
 @pytest.fixture
-def page(server, tmp_path):
-    app_url, _ = server
+def page(app_server, tmp_path):
+    app_url, _ = app_server
     with chromium(tmp_path / "profile") as page:
-        page.dialogs = []  # any alert(), confirm() or prompt() is recorded and dismissed: none may fire
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.dialogs = record_dialogs(page)
         page.goto(app_url)
         yield page
 
 
-def state(page) -> dict:
-    return page.evaluate(JS_STATE)
-
-
 def wait_until(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
     """Wait until the page has finished a run and JS_STATE satisfies `predicate_js` (a body over `s`)."""
-    page.wait_for_function(f"() => {{ const s = ({JS_STATE})(); return !!s && !s.running && ({predicate_js}); }}",
-                           timeout=timeout, polling=250)
-    return state(page)
+    return wait_for_state(page, JS_STATE, predicate_js, timeout)
 
 
 def submit_text(page, text: str) -> None:
@@ -106,7 +89,7 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, server, tmp_path):
+def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, app_server, tmp_path):
     first = wait_until(page, "s.ticks.length > 3", timeout=FIRST_LOAD_MS)
     assert first["title"] == "Attention pattern · layer 0, head 0"
     assert page.locator('[data-testid="stAppDeployButton"]').count() == 0  # no "Deploy" for visitors
@@ -163,5 +146,5 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, ser
     assert page.evaluate("() => new Promise(done => { const probe = new Image(); probe.onerror = () => done(true);"
                          " probe.src = 'x'; })")
     assert page.dialogs == []
-    log = server[1].read_text()
+    log = app_server[1].read_text()
     assert "Traceback" not in log, log[-3000:]  # the server logged no exception

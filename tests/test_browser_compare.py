@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components import content
-from tests.browser import CHROMIUM, ROOT, chromium, streamlit_server
+from tests.browser import ROOT, chromium, record_dialogs, wait_for_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SHOTS = Path(os.environ.get("ATTN_EXPLORER_SHOTS") or ROOT / "artifacts" / "screenshots")
@@ -48,33 +48,20 @@ JS_CELL = """([x, y]) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """(URL, log file) of a running `streamlit run app.py`, stopped after the module."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with streamlit_server(log) as url:
-        yield url, log
-
-
 @pytest.fixture
-def page(server, tmp_path):
+def page(app_server, tmp_path):
     with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 1800}) as page:
-        page.dialogs = []  # any alert(), confirm() or prompt() is recorded and dismissed: none may fire
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.dialogs = record_dialogs(page)
         yield page
 
 
 def wait_until(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
     """Wait until the page has finished a run and the Compare view's state satisfies `predicate_js` (over `s`)."""
-    page.wait_for_function(f"() => {{ const s = ({JS_STATE})(); return !!s && !s.running && ({predicate_js}); }}",
-                           timeout=timeout, polling=250)
-    return page.evaluate(JS_STATE)
+    return wait_for_state(page, JS_STATE, predicate_js, timeout)
 
 
-def test_mole_presets_and_a_click_on_the_map_patches_the_apps_run(page, server):
-    url, log = server
+def test_mole_presets_and_a_click_on_the_map_patches_the_apps_run(page, app_server):
+    url, log = app_server
     page.goto(f"{url}/?tab=compare&layer=27&head=1")  # on SmolLM2, head 27.1 carries much of the difference
     first = wait_until(page, "s.ticksA.some(t => t.includes('mole')) && s.cells > 30", timeout=FIRST_LOAD_MS)
     assert any("mole" in t for t in first["ticksB"])
@@ -107,8 +94,8 @@ def test_mole_presets_and_a_click_on_the_map_patches_the_apps_run(page, server):
     assert "Traceback" not in log.read_text()
 
 
-def test_html_like_texts_stay_literal_in_the_compare_view(page, server):
-    url, log = server
+def test_html_like_texts_stay_literal_in_the_compare_view(page, app_server):
+    url, log = app_server
     query = urllib.parse.urlencode({"tab": "compare", "compare.a": TEXT_A, "compare.b": TEXT_B})
     page.goto(f"{url}/?{query}")
     shown = wait_until(page, "s.ticksA.some(t => t.includes('<'))", timeout=FIRST_LOAD_MS)

@@ -10,10 +10,8 @@ import urllib.parse
 
 import pytest
 
-from tests.browser import chromium
-from tests.test_browser import FIRST_LOAD_MS, UPDATE_MS, XSS, screenshot, server, submit_text
-
-__all__ = ["server"]  # the fixture: `streamlit run app.py` for this module (skipped where Chromium is missing)
+from tests.browser import chromium, record_dialogs, wait_for_state
+from tests.test_browser import FIRST_LOAD_MS, UPDATE_MS, XSS, screenshot, submit_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 PROMPT = "a fluffy blue creature roamed the verdant forest"
@@ -38,10 +36,8 @@ JS_STATE = """() => {
 
 
 def wait_until(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
-    """Wait until JS_STATE satisfies `predicate_js` (a body over `s`); return it."""
-    page.wait_for_function(f"() => {{ const s = ({JS_STATE})(); return !!s && ({predicate_js}); }}",
-                           timeout=timeout, polling=100)
-    return page.evaluate(JS_STATE)
+    """Wait until JS_STATE satisfies `predicate_js` (a body over `s`), running or not; return it."""
+    return wait_for_state(page, JS_STATE, predicate_js, timeout, idle=False, polling=100)
 
 
 def done(predicate_js: str = "true") -> str:
@@ -49,11 +45,10 @@ def done(predicate_js: str = "true") -> str:
     return f"!s.running && s.summary !== null && s.row && ({predicate_js})"
 
 
-def test_generate_step_switch_a_head_off_and_markup_stays_text(server, tmp_path):
-    url, log = server
+def test_generate_step_switch_a_head_off_and_markup_stays_text(app_server, tmp_path):
+    url, log = app_server
     with chromium(tmp_path / "profile") as page:
-        dialogs: list[str] = []  # any alert(), confirm() or prompt() is recorded and dismissed: none may fire
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        dialogs = record_dialogs(page)
         query = urllib.parse.urlencode({"tab": "generate", "text": PROMPT, "generate.new": NEW, "layer": LAYER,
                                         "head": HEAD})
         page.goto(f"{url}/?{query}")

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from tests import test_browser
 from tests.browser import chromium
 from tests.test_browser import FIRST_LOAD_MS, UPDATE_MS, screenshot
 
@@ -16,9 +15,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"  # no run in progress
 PLOT = "document.querySelector('.st-key-{key} .js-plotly-plot')"
-
-
-server = test_browser.server  # (URL, log file) of a `streamlit run app.py` for this module (skips without Chromium)
 
 
 def wait_for(page, condition: str, timeout: int = UPDATE_MS) -> None:
@@ -35,8 +31,8 @@ def open_tab(page, label: str) -> None:
     page.get_by_role("tab", name=label, exact=True).click()
 
 
-def test_switch_the_top_induction_heads_off_with_one_click(server, tmp_path):
-    url, log = server
+def test_switch_the_top_induction_heads_off_with_one_click(app_server, tmp_path):
+    url, log = app_server
     with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 2200}) as page:
         page.goto(url)
         wait_for(page, plot_has("pattern_fig", "true"), timeout=FIRST_LOAD_MS)

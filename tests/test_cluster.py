@@ -20,7 +20,7 @@ import pytest
 
 from cluster import report
 from cluster.haproxy import COOKIE
-from tests.browser import CHROMIUM, ROOT, chromium_browser, free_port, free_ports
+from tests.browser import CHROMIUM, ROOT, chromium_browser, free_port, free_ports, wait_for_state
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -83,15 +83,9 @@ def serve(run_dir: Path, replicas: int, env: dict[str, str]):
         urllib.request.urlopen(f"{url}/haproxy", timeout=2)  # nothing listens on the balancer's port
 
 
-def view(page) -> dict:
-    return page.evaluate(JS_VIEW)
-
-
 def wait_view(page, predicate_js: str, timeout: int = UPDATE_MS) -> dict:
-    """Wait until no run is going on and JS_VIEW satisfies `predicate_js` (a body over `v`)."""
-    page.wait_for_function(f"() => {{ const v = ({JS_VIEW})(); return !v.running && ({predicate_js}); }}",
-                           timeout=timeout, polling=200)
-    return view(page)
+    """Wait until no run is going on and JS_VIEW satisfies `predicate_js` (a body over `s`)."""
+    return wait_for_state(page, JS_VIEW, predicate_js, timeout, polling=200)
 
 
 def replica_of(page) -> str:
@@ -127,7 +121,7 @@ def test_a_view_survives_its_replica(run_dir):
         for _ in range(VISITORS):  # one at a time: leastconn puts each new visitor on the emptier replica
             page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
             page.goto(url)
-            wait_view(page, "v.bars !== null", timeout=FIRST_LOAD_MS)
+            wait_view(page, "s.bars !== null", timeout=FIRST_LOAD_MS)
             pages.append(page)
         replicas = [replica_of(p) for p in pages]
         assert set(replicas) == {"r1", "r2"}, replicas
@@ -140,11 +134,11 @@ def test_a_view_survives_its_replica(run_dir):
         for key, value in (("layer", 3), ("head", 2)):
             for step in range(1, value + 1):
                 visitor.locator(f'.st-key-{key} input[type="range"]').press("ArrowRight")
-                wait_view(visitor, f"v.{key} === '{step}'")
+                wait_view(visitor, f"s.{key} === '{step}'")
         visitor.get_by_role("tab", name="Interventions").click()
-        wait_view(visitor, "v.tab === 'Interventions' && v.bars !== null")
+        wait_view(visitor, "s.tab === 'Interventions' && s.bars !== null")
         visitor.get_by_role("button", name="Toggle head 3.2").click()
-        before = wait_view(visitor, "v.headsOff && v.bars && v.bars.length === 2")
+        before = wait_view(visitor, "s.headsOff && s.bars && s.bars.length === 2")
         link = visitor.url
         assert "layer=3" in link and "head=2" in link and "off=3.2" in link and "tab=interventions" in link
 
@@ -156,7 +150,7 @@ def test_a_view_survives_its_replica(run_dir):
         while not any(s["opened"] > killed and any(HEADS_OFF.encode() in f for f in s["frames"]) for s in sockets):
             assert time.monotonic() - killed < RECOVERY_S, "the view was not drawn again by another replica"
             visitor.wait_for_timeout(100)  # lets Playwright deliver websocket events; the condition is above
-        after = wait_view(visitor, "v.headsOff && v.bars && v.bars.length === 2")
+        after = wait_view(visitor, "s.headsOff && s.bars && s.bars.length === 2")
         recovery_s = time.monotonic() - killed
         reconnect_s = min(s["opened"] for s in sockets if s["opened"] > killed) - killed
         print(f"replica {victim} killed: the page reconnected through the balancer after {reconnect_s:.1f} s and "
@@ -171,12 +165,12 @@ def test_a_view_survives_its_replica(run_dir):
 
         # the recovered session is live on the new replica: another tab, same state
         visitor.get_by_role("tab", name="Attention pattern").click()
-        live = wait_view(visitor, "v.title === 'Attention pattern · layer 3, head 2' && v.bars !== null")
+        live = wait_view(visitor, "s.title === 'Attention pattern · layer 3, head 2' && s.bars !== null")
         assert live["caption"] == "1 head(s) switched off" and live["exceptions"] == 0
 
         # every visitor ends with a chart and no exception (those on the dead replica moved too)
         for page in pages:
-            final = wait_view(page, "v.bars !== null", timeout=UPDATE_MS)
+            final = wait_view(page, "s.bars !== null", timeout=UPDATE_MS)
             assert final["exceptions"] == 0
             assert replica_of(page) != victim
 
