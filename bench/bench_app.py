@@ -62,23 +62,24 @@ def rerun_times(n_tokens: int, repeats: int) -> dict[str, float]:
 
 
 def payloads(lengths: list[int]) -> list[tuple[int, int, int]]:
-    """(tokens, pattern figure bytes, head grid bytes) for real SmolLM2 traces."""
-    import numpy as np
-
+    """(tokens, pattern figure bytes, head grid bytes) for real SmolLM2 traces, built as the views build them:
+    above 128 tokens from patterns pooled block by block by the engine."""
     import engine
     from components.figures import heads as head_grid
+    from components.figures.matrix import HOVER_BLOCKS, MAX_IMAGE_PX, Pooled
     from components.figures.pattern import pattern_figure
+    from engine.analysis import head_stats, pooling
 
     model = engine.load("smollm2-135m")
     rows = []
     for n in lengths:
-        trace = model.run(text_of(model, n))
-        pattern = trace["pattern", 3][0].numpy()
-        scores = trace["scores", 3][0].numpy()
-        fig = pattern_figure(pattern, trace.tokens, scores=scores)
-        thumbs = np.stack([head_grid.thumbnails(trace["pattern", la].numpy()[None])[0]
-                           for la in range(trace.config.n_layers)])
-        grid = head_grid.head_grid_figure(thumbs, selected=(3, 0))
+        trace = model.run(text_of(model, n), max_tokens=n)
+        if n > 128:
+            p = pooling.max_pooled(trace, "pattern", 3, 0, (MAX_IMAGE_PX, HOVER_BLOCKS))
+            fig = pattern_figure(Pooled(p.n, *p.maps, p.low, p.high), trace.tokens)
+        else:
+            fig = pattern_figure(trace["pattern", 3, 0].numpy(), trace.tokens, scores=trace["scores", 3, 0].numpy())
+        grid = head_grid.head_grid_figure(head_stats.head_overview(trace).thumbnails, selected=(3, 0))
         rows.append((n, len(fig.to_json()), len(grid.to_json())))
         del trace
     return rows
@@ -146,7 +147,7 @@ def main() -> None:
         print(f"| switch a head off (engine run + draw) | {n:,} | {times['switch head off']:.0f} ms |")
     print("\n| figure payload | tokens | pattern figure | head grid (30 × 9) |")
     print("|---|---|---|---|")
-    for n, pattern_bytes, grid_bytes in payloads([64, 512, 2048]):
+    for n, pattern_bytes, grid_bytes in payloads([64, 512, 2048, 8192]):
         print(f"| JSON sent to the browser | {n:,} | {pattern_bytes / 1e6:.2f} MB | {grid_bytes / 1e6:.2f} MB |")
     if not args.skip_start:
         cold_dir = tempfile.mkdtemp(prefix="ae-cold-")

@@ -168,7 +168,7 @@ def test_pattern_heatmap_is_the_pattern_with_query_rows():
     assert tuple(fig.layout.yaxis.range) == (3.5, -0.5)  # row 0 at the top
     assert fig.layout.yaxis.scaleanchor == "x"
     # cell (query 3, key 1): hover names query, key, and carries the raw score
-    assert heat.customdata[3][1][:2] == [token_labels(tokens)[3], token_labels(tokens)[1]]
+    assert list(heat.customdata[3][1][:2]) == [token_labels(tokens)[3], token_labels(tokens)[1]]
     assert heat.customdata[3][1][2] == pytest.approx(scores[3, 1], abs=1e-4)
     assert "weight %{z:.4f}" in heat.hovertemplate and "query %{y:d}" in heat.hovertemplate
 
@@ -183,7 +183,7 @@ def test_pattern_key_rows_is_the_transpose():
     assert fig.layout.yaxis.title.text == "key: attending to"
     assert fig.layout.xaxis.title.text == "query: attending from"
     # displayed cell (row = key 0, column = query 2) is pattern[2, 0]
-    assert heat.customdata[0][2][:2] == ["c", "a"]  # [query, key]
+    assert list(heat.customdata[0][2][:2]) == ["c", "a"]  # [query, key]
     assert heat.customdata[0][2][2] == pytest.approx(scores[2, 0], abs=1e-4)
     assert "query %{x:d}" in heat.hovertemplate
     with pytest.raises(ValueError):
@@ -279,8 +279,8 @@ def test_masked_scores_are_off_the_colour_scale():
     assert "−∞ (masked)" in grey.hovertemplate and "−∞" not in main.hovertemplate
     assert main.hoverongaps is False and grey.hoverongaps is False
     # hover data lives on the layer that draws the cell; the raw score rides along for masked cells
-    assert main.customdata[0][3] == 0 and grey.customdata[1][1] == 0
-    assert grey.customdata[0][3] == ["a", "d", pytest.approx(scores[0, 3], abs=1e-4)]
+    assert list(main.customdata[0][3]) == ["", ""] and list(grey.customdata[1][1]) == ["", "", ""]
+    assert list(grey.customdata[0][3]) == ["a", "d", pytest.approx(scores[0, 3], abs=1e-4)]
 
 
 def test_masked_scores_key_rows():

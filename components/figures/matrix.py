@@ -37,22 +37,21 @@ def axis_titles(layout: Layout) -> tuple[str, str]:
 
 def cell_data(tokens: Sequence[str], layout: Layout, extra: np.ndarray | None = None,
               where: np.ndarray | None = None) -> np.ndarray:
-    """[rows, cols] object array of per-cell lists: [query token, key token(, extra value)].
+    """[rows, cols, 2 or 3] object array of each cell's query token, key token (and extra value).
 
-    extra is [rows, cols] (already oriented), rounded to 4 decimals; cells where `where` is False get 0 (no
-    hover there), which keeps a layer's payload small.
+    extra is [rows, cols] (already oriented), rounded to 4 decimals; cells where `where` is False are left
+    empty (no hover there), which keeps a layer's payload small. One array of strings and numbers, not a list
+    per cell: Plotly deep-copies a figure's data, and n² small lists made that the slowest step of a rerun.
     """
-    labels = token_labels(tokens)
-    values = None if extra is None else np.round(np.asarray(extra, dtype=np.float64), 4)  # [rows, cols]
-    out = np.empty((len(labels), len(labels)), dtype=object)  # [n_query, n_key]
-    for q, query in enumerate(labels):
-        for k, key in enumerate(labels):
-            out[q, k] = [query, key]
-    out = orient(out, layout)  # [rows, cols]
-    if values is not None:
-        for index, cell in np.ndenumerate(out):
-            cell.append(float(values[index]))
-    return out if where is None else np.where(where, out, 0)
+    labels = np.array(token_labels(tokens), dtype=object)  # [n]
+    out = np.empty((len(labels), len(labels), 2 if extra is None else 3), dtype=object)  # [n_query, n_key, k]
+    out[..., 0], out[..., 1] = labels[:, None], labels[None, :]
+    out = orient(out, layout)  # [rows, cols, k]
+    if extra is not None:
+        out[..., 2] = np.round(np.asarray(extra, dtype=np.float64), 4)
+    if where is not None:
+        out[~np.asarray(where, dtype=bool)] = ""
+    return out
 
 
 def cell_hover(layout: Layout, *lines: str) -> str:

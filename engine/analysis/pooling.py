@@ -95,15 +95,19 @@ def max_pooled(trace: Trace, name: Matrix, layer: int, head: int, sizes: tuple[i
     maps = [np.full((len(e) - 1, len(e) - 1), -np.inf, dtype=np.float32) for e in edges]
     low, high = np.inf, -np.inf
     for rows in row_blocks(trace, name):
-        block = read(rows).float().cpu().numpy()  # [r, n]
-        finite = block[np.isfinite(block)]
-        if finite.size:
-            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+        block = read(rows).float().cpu().numpy()  # [r, n]; −inf is the only value that is not finite
+        high = max(high, float(block.max()))
+        low = min(low, float(np.min(block, where=block > -np.inf, initial=np.inf)))
         for out, e in zip(maps, edges, strict=True):
+            if len(e) - 1 == n:  # one pixel per token: nothing to pool
+                out[rows] = block
+                continue
             columns = np.maximum.reduceat(block, e[:-1], axis=-1)  # [r, t]
             cell = np.searchsorted(e, np.arange(rows.start, rows.stop), side="right") - 1  # [r]
             first = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
             out[cell[first]] = np.maximum(out[cell[first]], np.maximum.reduceat(columns, first, axis=0))
+    if high == -np.inf:  # every cell masked
+        low = high = 0.0
     return Pooled(n, tuple(readonly(m) for m in maps), low, high)
 
 
