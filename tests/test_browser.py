@@ -148,3 +148,27 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, app
     assert page.dialogs == []
     log = app_server[1].read_text()
     assert "Traceback" not in log, log[-3000:]  # the server logged no exception
+
+
+def test_the_all_heads_and_word_senses_tabs_draw_in_a_browser(app_server, tmp_path):
+    """The All heads grid (one image of 270 thumbnails, a click target per head) and the Word senses tab on its
+    "mole" preset draw in Chromium; the README's screenshots of both come from here."""
+    url, log = app_server
+    with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 1500}) as page:
+        dialogs = record_dialogs(page)
+        page.goto(f"{url}/?tab=heads&text=" + SENTENCE.replace(" ", "+"))
+        plot = "document.querySelector('.st-key-{key} .js-plotly-plot')"
+        idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        grid = plot.format(key="head_grid_fig")
+        page.wait_for_function(f"() => {idle} && !!{grid} && !!{grid}._fullData", timeout=FIRST_LOAD_MS)
+        targets = page.evaluate(f"() => {grid}._fullData.find(t => t.name === 'heads').x.length")
+        assert targets == 30 * 9
+        screenshot(page, "all-heads.png")
+        page.get_by_role("tab", name="Word senses", exact=True).click()
+        sim = plot.format(key="senses_sim")
+        page.wait_for_function(f"() => {idle} && !!{sim} && !!{sim}._fullData", timeout=UPDATE_MS)
+        labels = page.evaluate(f"() => Array.from({sim}._fullData[0].x)")
+        assert len(labels) == 5 and labels[0].startswith("1: animal")
+        screenshot(page, "word-senses.png")
+    assert dialogs == []
+    assert "Traceback" not in log.read_text()
