@@ -74,8 +74,16 @@ def test_value_factoring(model, trace):
     assert vf.kv_head == head // cfg.kv_group and vf.kv_group == cfg.n_heads // cfg.n_kv_heads
     assert vf.weights.sum() == pytest.approx(1.0, abs=1e-5)
     assert vf.error < 1e-4  # Σ_j w_j v_j W_O[h] is the head's Δe
+    # each key's contribution, computed here from the pattern, v and W_O: ‖pattern[h, q, j] · v_j W_O[h]‖
+    query = trace.n_tokens // 2
+    mid = deltas.value_factoring(model, trace, 2, head, query)
+    alpha = trace["pattern", 2][head, query].double()  # [n_tokens]
+    v_out = trace["v", 2][head].double() @ model.weights.blocks[2].attn.W_O[head].double()  # [n_tokens, d_model]
+    expected = (alpha[:, None] * v_out).norm(dim=-1).numpy()
+    assert np.allclose(mid.contribution_norms, expected, rtol=1e-5, atol=1e-7)  # float32 pattern, two routes
+    assert mid.contribution_norms.max() > 0
     if cfg.causal:
-        assert vf.contribution_norms[trace.n_tokens:].size == 0
+        assert mid.contribution_norms[query + 1:].max() == 0  # keys after the query contribute nothing
         first = deltas.value_factoring(model, trace, 2, head, 0)
         assert first.weights[1:].max() == 0  # the first token sees only itself
 
