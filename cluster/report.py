@@ -73,7 +73,7 @@ def wait_until_up(url: str, seconds: float, auth: str | None = None) -> bool:
 
 
 COLUMNS = ["replica", "address", "balancer", "check", "connections", "sessions", "runs_in_flight", "runs_queued",
-           "rss_mb", "pid", "uptime_s"]
+           "reserved_mb", "cached_mb", "budget_mb", "rss_mb", "pid", "uptime_s"]
 
 
 def table(entries: list[dict]) -> str:

@@ -64,13 +64,15 @@ def test_haproxy_accepts_the_rendered_configuration(tmp_path):
 
 def test_the_report_table_marks_unknown_values():
     entries = [{"replica": "r1", "address": "127.0.0.1:8601", "balancer": "UP", "check": "L7OK", "connections": 2,
-                "sessions": 2, "runs_in_flight": None, "runs_queued": None, "rss_mb": 1130, "pid": 7, "uptime_s": 9},
+                "sessions": 2, "runs_in_flight": None, "runs_queued": None, "reserved_mb": 310, "cached_mb": 0,
+                "budget_mb": 3000, "rss_mb": 1130, "pid": 7, "uptime_s": 9},
                {"replica": "r2", "address": "127.0.0.1:8602", "balancer": "DOWN", "check": "L4CON", "connections": 0}]
     lines = report.table(entries).splitlines()
     assert lines[0].split() == report.COLUMNS
-    assert lines[1].split() == ["r1", "127.0.0.1:8601", "UP", "L7OK", "2", "2", "-", "-", "1130", "7", "9"]
+    assert lines[1].split() == ["r1", "127.0.0.1:8601", "UP", "L7OK", "2", "2", "-", "-", "310", "0", "3000",
+                                 "1130", "7", "9"]
     assert lines[2].split()[:5] == ["r2", "127.0.0.1:8602", "DOWN", "L4CON", "0"]
-    assert lines[2].split()[5:] == ["-"] * 6
+    assert lines[2].split()[5:] == ["-"] * 9
 
 
 def test_replica_status_reports_the_serving_status(monkeypatch):
