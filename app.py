@@ -89,7 +89,9 @@ def main() -> None:
     state.remember_good_view(text, s)
     notices(model, trace, s, applied)
     tabs(ViewContext(model=model, trace=trace, base=base, state=s, settings=SETTINGS,
-                     run=lambda other, causal: runs.get_trace(model, other, causal, frozenset(), SETTINGS)))
+                     run=lambda other, causal: runs.get_trace(model, other, causal, frozenset(), SETTINGS),
+                     trace_later=runs.later(s.model, model, trace, text, s.causal, s.heads_off, SETTINGS,
+                                            applied.patch)))
     if not state.write_link(state.current(SCHEMA), SETTINGS):
         st.sidebar.caption("This sentence is too long to keep in the page's link.")
 

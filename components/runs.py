@@ -3,6 +3,9 @@ holds generations too)."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import streamlit as st
 
 import engine
@@ -57,6 +60,27 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     with show_waiting() as on_wait:
         return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+
+
+def later(model_name: str, model: engine.Model, trace: engine.Trace, text: str, causal: bool | None,
+          heads_off: frozenset[tuple[int, int]], settings: Settings, patch: dict | None = None
+          ) -> Callable[[], engine.Trace]:
+    """This run again, later and outside the page's script (a download built when it is clicked), without keeping
+    it alive meanwhile: a page left open must not hold a run outside the server's memory budget. The callable
+    gives the trace itself while the server still keeps it, else the same request through the run cache (cached,
+    or computed again under the budget, queued like any run)."""
+    trace_ref, model_ref = weakref.ref(trace), weakref.ref(model)
+
+    def again() -> engine.Trace:
+        if (kept := trace_ref()) is not None:
+            return kept
+        loaded = model_ref() or model_store().get(
+            model_name, lambda: engine.load(model_name, **settings.load_options()))
+        cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
+        return runs.get_trace(cache, loaded, text, causal=causal, heads_off=heads_off, patch=patch,
+                              max_tokens=settings.max_tokens)
+
+    return again
 
 
 @st.cache_resource(show_spinner=False)

@@ -22,6 +22,8 @@ class ViewContext:
     state: AppState
     run: Callable[[str, bool | None], engine.Trace]  # the cached engine run of another text (every head on)
     settings: Settings
+    trace_later: Callable[[], engine.Trace]  # `trace` again after this script run (a download clicked later),
+    # without keeping it alive meanwhile (components/runs.py, `later`)
 
     @property
     def layer(self) -> int:

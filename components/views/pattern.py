@@ -106,8 +106,9 @@ def render(ctx: ViewContext) -> None:
                                  zmax=1.0 if on_unit_scale and not own_scale else None, value_name=value_name),
                   key="pattern_fig")
         if n <= CSV_MAX_TOKENS:
+            again = ctx.trace_later  # built on click; the page keeps no reference to the run meanwhile
             st.download_button("Download what is shown (CSV)", lambda: pattern_csv(
-                pooling.window(trace, matrix, layer, head, 0, n, normalise), tokens, layout),  # built on click
+                pooling.window(again(), matrix, layer, head, 0, n, normalise), tokens, layout),
                 file_name=f"{matrix}_layer{layer}_head{head}.csv", mime="text/csv")
     with right:
         st.subheader("Scores q·k / √d_head, before softmax")
