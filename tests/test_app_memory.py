@@ -26,7 +26,7 @@ TEXT = "The mole dug a tunnel under the garden, and the gardener was furious abo
 
 def traces_alive(n_tokens: int) -> int:
     gc.collect()
-    return sum(isinstance(o, engine.Trace) and o.n_tokens == n_tokens for o in gc.get_objects())
+    return sum(type(o) is engine.Trace and o.n_tokens == n_tokens for o in gc.get_objects())
 
 
 @pytest.fixture
