@@ -64,20 +64,38 @@ def tiny(kind: str, folder, seed: int = 0):
     return ref, engine.load(str(folder), device="cpu")
 
 
+def assert_tiny_matches(kind: str, trace: engine.Trace, out) -> None:
+    """The engine's trace (on any device) against Hugging Face's outputs on the CPU."""
+    if kind == "bert":
+        assert trace.logits is None
+    else:
+        assert (trace.logits.cpu() - out.logits[0]).abs().max() < 1e-4
+    for ours, theirs in zip(hidden_states_of(trace), out.hidden_states, strict=True):
+        assert (ours.cpu() - theirs[0]).abs().max() < 1e-4
+    for layer, theirs in enumerate(out.attentions):
+        assert (trace["pattern", layer].cpu() - theirs[0]).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("attention", ["fused", "explicit"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert", "bert-mlm"])
 def test_tiny_random_models_match_transformers(kind, attention, tmp_path):
     hf, model = tiny(kind, tmp_path)
     trace = model.run(TEXT, attention=attention)
-    out = hf_forward(hf, trace.token_ids)
-    if kind == "bert":
-        assert trace.logits is None
-    else:
-        assert (trace.logits - out.logits[0]).abs().max() < 1e-4
-    for ours, theirs in zip(hidden_states_of(trace), out.hidden_states, strict=True):
-        assert (ours - theirs[0]).abs().max() < 1e-4
-    for layer, theirs in enumerate(out.attentions):
-        assert (trace["pattern", layer] - theirs[0]).abs().max() < 1e-5
+    assert_tiny_matches(kind, trace, hf_forward(hf, trace.token_ids))
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here; runs where there is one")
+
+
+@CUDA
+@pytest.mark.parametrize("attention", ["fused", "explicit"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert", "bert-mlm"])
+def test_tiny_random_models_on_cuda_match_transformers(kind, attention, tmp_path):
+    hf, _ = tiny(kind, tmp_path)
+    model = engine.load(str(tmp_path), device="cuda")
+    trace = model.run(TEXT, attention=attention)
+    assert trace["resid_pre", 0].device.type == "cuda"
+    assert_tiny_matches(kind, trace, hf_forward(hf, trace.token_ids))
     assert model.n_params() == sum(p.numel() for p in hf.parameters())
 
 
@@ -104,6 +122,20 @@ def test_smollm2_matches_transformers(smollm, smollm_hf):
         assert (trace["pattern", layer] - theirs[0]).abs().max() < 1e-4
     assert (trace.logits - out.logits[0]).abs().max() < 1e-3
     assert torch.equal(trace.logits.argmax(-1), out.logits[0].argmax(-1))
+
+
+@CUDA
+@pytest.mark.slow
+def test_smollm2_on_cuda_matches_transformers(smollm_hf):
+    model = engine.load("smollm2-135m", device="cuda")
+    trace = model.run("a fluffy blue creature roamed the verdant forest. The capital of France is")
+    out = hf_forward(smollm_hf, trace.token_ids)  # on the CPU
+    for ours, theirs in zip(hidden_states_of(trace), out.hidden_states, strict=True):
+        assert relative_error(ours.cpu(), theirs[0]) < 1e-5
+    for layer, theirs in enumerate(out.attentions):
+        assert (trace["pattern", layer].cpu() - theirs[0]).abs().max() < 1e-4
+    assert (trace.logits.cpu() - out.logits[0]).abs().max() < 1e-3
+    assert torch.equal(trace.logits.argmax(-1).cpu(), out.logits[0].argmax(-1))
 
 
 @pytest.mark.slow
