@@ -30,15 +30,16 @@ def run_cache(memory_mb: int, max_entries: int, runs_per_minute: int) -> RunCach
     return RunCache(memory_mb << 20, max_entries, runs_per_minute)
 
 
+def load(name: str, settings: Settings, progress=None) -> engine.Model:
+    """Load a model under the operator's limits and policy (not shared: `get_model` is)."""
+    return engine.load(name, progress=progress, **settings.load_options())
+
+
 def get_model(name: str, settings: Settings) -> engine.Model:
     """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
     store = model_store()
-
-    def load(progress=None) -> engine.Model:
-        return engine.load(name, progress=progress, **settings.load_options())  # the operator's limits and policy
-
     if name in store:
-        return store.get(name, load)
+        return store.get(name, lambda: load(name, settings))
     slot = st.empty()  # the progress shows while loading and goes once the model is ready
     with slot.status(f"Loading {markdown_literal(name)}…", expanded=True):  # labels render Markdown
         bar = st.progress(0.0)
@@ -46,7 +47,7 @@ def get_model(name: str, settings: Settings) -> engine.Model:
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
-        model = store.get(name, lambda: load(progress))
+        model = store.get(name, lambda: load(name, settings, progress))
     slot.empty()
     return model
 
@@ -74,8 +75,7 @@ def later(model_name: str, model: engine.Model, trace: engine.Trace, text: str, 
     def again() -> engine.Trace:
         if (kept := trace_ref()) is not None:
             return kept
-        loaded = model_ref() or model_store().get(
-            model_name, lambda: engine.load(model_name, **settings.load_options()))
+        loaded = model_ref() or model_store().get(model_name, lambda: load(model_name, settings))
         cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
         return runs.get_trace(cache, loaded, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens)

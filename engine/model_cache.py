@@ -149,21 +149,27 @@ class ModelCache:
             out.append(Entry(folder.name, disk_bytes(folder), planned, last_used))
         return out
 
-    def _in_use(self, name: str) -> bool:
-        """True while some thread or process holds `name`'s in-use lock (checked without waiting)."""
+    @contextmanager
+    def _held_if_free(self, name: str) -> Iterator[bool]:
+        """Hold `name`'s in-use lock exclusively if no thread or process holds it (checked without waiting);
+        yields whether it is held."""
         with open(self._lock_path(name), "a+b") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return True
-            return False
+                yield False
+                return
+            yield True
+
+    def _in_use(self, name: str) -> bool:
+        """True while some thread or process holds `name`'s in-use lock."""
+        with self._held_if_free(name) as free:
+            return not free
 
     def _remove_unused(self, name: str) -> bool:
         """Remove repository `name` unless it is in use (its in-use lock is held exclusively meanwhile)."""
-        with open(self._lock_path(name), "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self._held_if_free(name) as free:
+            if not free:
                 return False
             aside = self.root / f"{ASIDE}{name}-{os.getpid()}-{threading.get_ident()}"
             try:
