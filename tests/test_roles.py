@@ -167,3 +167,19 @@ def test_strongest_roles_picks_the_best_role_that_reaches_the_threshold():
     np.testing.assert_allclose(score, [[0.95, math.nan], [0.7, 0.6]])
     role, _ = roles.strongest_roles(scores, 0.96)
     assert (role == -1).all()
+
+
+def test_head_roles_is_a_mapping_of_the_five_roles(smollm):
+    from collections.abc import Mapping
+
+    got = engine.head_roles(smollm)
+    assert isinstance(got, Mapping) and "induction" in got and "nonsense" not in got and 0 not in got
+    assert list(got) == list(got.keys()) == list(roles.ROLES) and len(got) == 5
+    as_dict = dict(got)
+    assert set(as_dict) == {"previous_token", "duplicate_token", "induction", "first_token", "self"}
+    for role, scores in got.items():
+        assert as_dict[role] is scores is got.scores[role] and scores.shape == (30, 9)
+    assert got.get("induction") is got["induction"] and got.get("nonsense") is None
+    assert got.probe is not None and got.trace.token_ids == got.probe.token_ids  # the other fields stay attributes
+    ids = {key for key, _ in got.storages()}
+    assert {key for key, _ in got.trace.storages()} <= ids  # a run cache counts its probe run

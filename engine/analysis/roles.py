@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -51,8 +51,10 @@ class Probe:
 
 
 @dataclass(frozen=True)
-class HeadRoles:
-    """Role scores of every head on one run. `roles["induction"]` is `roles.scores["induction"]`."""
+class HeadRoles(Mapping):
+    """Role scores of every head on one run: a read-only Mapping role -> float [n_layers, n_heads] (`in`,
+    iteration in ROLES order, keys(), items(), len; `roles["induction"]` is `roles.scores["induction"]`), with
+    the run's other fields as attributes."""
 
     scores: Mapping[str, np.ndarray]  # role -> float [n_layers, n_heads], NaN where the role is not defined
     defined: Mapping[str, bool]  # role -> whether some query position has a target
@@ -63,6 +65,19 @@ class HeadRoles:
 
     def __getitem__(self, role: str) -> np.ndarray:
         return self.scores[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def storages(self) -> Iterator[tuple[int, int]]:
+        """(storage id, bytes) of what it holds: its probe run's tensors (the scores are a few KB), so a run cache
+        counts it like a trace (engine/serving/cache.py)."""
+        yield from self.trace.storages()
+        for scores in self.scores.values():
+            yield id(scores), scores.nbytes
 
 
 def special_ends(model: Model) -> tuple[list[int], list[int]]:
