@@ -9,6 +9,7 @@ import gc
 import itertools
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -187,6 +188,154 @@ def test_a_busy_session_does_not_hold_up_the_others():
     (_, a1_end), (a2_start, _), (b1_start, _) = a1[0], a2[0], b1[0]
     assert a2_start >= a1_end  # A: one run at a time
     assert b1_start < a1_end  # B: not behind A's waiting run
+
+
+# ---- admission by measured memory ---------------------------------------------------------------------------
+
+class Memory:
+    """A server's resident memory, driven by the test: `base` (the process and its models), `extra` (what no
+    estimate counts: pages, sessions) and the FakeTraces alive, which leave the figure only once freed AND
+    trimmed, as glibc's allocator keeps freed pages until malloc_trim."""
+
+    def __init__(self, base: int):
+        self.base, self.extra, self.models = base, 0, 0
+        self.alive: weakref.WeakSet = weakref.WeakSet()
+        self.held = 0
+        self.trims = 0
+
+    def trace(self, nbytes: int) -> FakeTrace:
+        trace = FakeTrace(nbytes)
+        self.alive.add(trace)
+        self.held += nbytes  # allocated now
+        return trace
+
+    def trim(self) -> None:
+        gc.collect()
+        self.trims += 1
+        self.held = sum(t.size for t in self.alive)
+
+    def resident(self) -> int:
+        return self.base + self.models + self.extra + self.held
+
+    def cache(self, budget: int) -> RunCache:
+        return RunCache(budget, poll_s=0.01, resident=self.resident, outside=lambda: self.models, trim=self.trim)
+
+
+def make(memory: Memory, nbytes: int, seconds: float = 0.0, log: list | None = None):
+    """A compute that returns a new FakeTrace of nbytes (allocated when it starts) after `seconds`."""
+    def compute(cancel, prefix):
+        start = time.monotonic()
+        trace = memory.trace(nbytes)
+        time.sleep(seconds)
+        if log is not None:
+            log.append((start, time.monotonic()))
+        return trace
+    return compute
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_memory_the_estimates_miss_holds_new_runs_back_until_it_is_freed():
+    memory = Memory(base=1000 * MB)
+    cache = memory.cache(budget=100 * MB)
+    cache.get("warm", make(memory, MB), 2 * MB)  # the server's rest is measured here
+    assert cache.status().rest_bytes == 1000 * MB
+    log: list = []
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(cache.get, "a", make(memory, 20 * MB, 1.0, log), 30 * MB)
+        wait_until(lambda: cache.status().running == 1)
+        memory.extra = 60 * MB  # e.g. pages drawing figures: no reservation counts it
+        b = pool.submit(cache.get, "b", make(memory, 20 * MB, 0.0, log), 30 * MB)
+        time.sleep(0.3)
+        # by the estimates b fits (1 + 30 + 30 <= 100); measured, 1 + 20 + 60 + 30 reserved + 30 > 100: it waits
+        assert cache.status().queued == 1 and cache.status().running == 1 and len(log) == 0
+        freed = time.monotonic()
+        memory.extra = 0  # the pages are drawn
+        a.result(timeout=5)
+        b.result(timeout=5)
+    (a0, a1), (b0, _) = sorted(log)
+    assert freed <= b0 < a1  # b started once the memory was freed, while a still ran
+    assert cache.status().reserved_bytes == 0
+
+
+def test_measured_memory_evicts_cached_results_and_trims_before_a_run_starts():
+    memory = Memory(base=1000 * MB)
+    cache = memory.cache(budget=100 * MB)
+    for name in ("old", "newer"):
+        cache.get(name, make(memory, 30 * MB), 35 * MB)
+    memory.extra = 30 * MB
+    trims = memory.trims
+    cache.get("third", make(memory, 10 * MB), 35 * MB)  # 60 cached + 30 extra + 35 > 100: the oldest goes
+    assert "old" not in cache and "newer" in cache and "third" in cache
+    assert memory.trims > trims  # trimmed after evicting (and after the run)
+    assert memory.resident() == 1000 * MB + 30 * MB + 40 * MB  # the evicted trace left the measurement
+
+
+def test_with_nothing_in_flight_and_nothing_cached_a_run_that_fits_its_estimate_starts():
+    memory = Memory(base=1000 * MB)
+    cache = memory.cache(budget=100 * MB)
+    cache.get("first", make(memory, 10 * MB), 30 * MB)
+    memory.extra = 90 * MB  # held by sessions: waiting for runs could never free it
+    assert cache.get("second", make(memory, 10 * MB), 30 * MB) is not None
+    assert "first" not in cache  # evicted first, in case it was what held the memory
+
+
+def test_loaded_models_sit_outside_the_budget_and_the_rest_is_the_lowest_idle_figure():
+    memory = Memory(base=1000 * MB)
+    cache = memory.cache(budget=100 * MB)
+    cache.get("a", make(memory, 10 * MB), 30 * MB)
+    memory.models = 500 * MB  # a visitor loads a second model
+    log: list = []
+    cache.get("b", make(memory, 10 * MB, log=log), 70 * MB)  # 20 measured + 70 <= 100: no wait, nothing evicted
+    assert log and "a" in cache and "b" in cache
+    memory.base -= 50 * MB  # the allocator gave back what loading left behind
+    cache.get("c", make(memory, 10 * MB), 30 * MB)
+    assert cache.status().rest_bytes == 950 * MB  # the server at rest, models left out
+
+
+def test_in_flight_runs_count_by_reservation_on_top_of_what_they_already_use():
+    memory = Memory(base=1000 * MB)
+    cache = memory.cache(budget=100 * MB)
+    cache.get("warm", make(memory, MB), 2 * MB)
+    log: list = []
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(cache.get, "a", make(memory, 30 * MB, 0.4, log), 40 * MB)
+        wait_until(lambda: cache.status().running == 1)
+        b = pool.submit(cache.get, "b", make(memory, 30 * MB, 0.0, log), 40 * MB)
+        time.sleep(0.1)
+        # estimates: 1 + 40 + 40 <= 100; measured: 1 + 30 in use + 40 reserved + 40 > 100: b waits for a
+        assert cache.status().queued == 1
+        a.result(timeout=5)
+        b.result(timeout=5)
+    (a0, a1), (b0, _) = sorted(log)
+    assert b0 >= a1
+
+
+def test_cgroup_working_set_v1_and_v2(tmp_path):
+    from engine.serving.memory import cgroup_working_set
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text("max\n")
+    assert cgroup_working_set(v2) is None  # no limit: the process's RSS is used
+    (v2 / "memory.max").write_text(f"{4 << 30}\n")
+    (v2 / "memory.current").write_text(f"{3 << 30}\n")
+    (v2 / "memory.stat").write_text(f"anon {2 << 30}\ninactive_file {512 << 20}\nactive_file 0\n")
+    assert cgroup_working_set(v2) == (3 << 30) - (512 << 20)
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cgroup_working_set(v1) is None
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{4 << 30}\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{1 << 30}\n")
+    (v1 / "memory" / "memory.stat").write_text(f"cache 0\ntotal_inactive_file {256 << 20}\n")
+    assert cgroup_working_set(v1) == (1 << 30) - (256 << 20)
+    assert cgroup_working_set(tmp_path / "none") is None
 
 
 # ---- memory estimates against measured runs ----------------------------------------------------------------

@@ -1,15 +1,34 @@
-"""RunCache: the runs a server shares between its sessions, under one memory budget.
+"""RunCache: the heavy computations a server shares between its sessions, under one memory budget.
 
-- Finished traces are kept (least recently used out first) and count against the budget.
-- One run per key in flight: a second request for the same key waits for the first run and shares its trace.
-- Every new run reserves its estimated peak before it starts. A run that does not fit waits in a first-come
-  queue (finished traces are evicted first to make room); a run larger than the whole budget is refused.
-- Runs compute in their own threads; requesters wait with a callback (`on_wait`) that can show the queue and
-  can give up (raise) when its visitor asks for something else. A run nobody waits for any more stops at its
-  next layer, and the layers it computed are kept as a prefix that the same request later resumes from.
-- Per session: at most one run computing (a visitor who asks for something else stops waiting for the older
-  run, which then stops unless another visitor waits for it; the newer run starts once it has stopped) and a
-  cap on new runs per minute.
+What it holds: runs (Trace), generations, and any other heavy result (patching sweeps, role probes, corpus jobs):
+an entry is anything with `storages()` -> (storage id, bytes) pairs (an iterable of pairs or a dict), each
+distinct storage counted once across the whole cache, as `Trace.storages` gives them. A new kind of job needs
+only a key, a memory estimate and a compute(cancel, prefix) that returns such a result (prefix is a stopped
+Trace run's layers, None for anything else); see `components/runs.py`, `components/sweeps.py`,
+`components/probes.py`.
+
+- Finished results are kept (least recently used out first) and count against the budget.
+- One computation per key in flight (single flight): a second request for the same key waits for the first and
+  shares its result.
+- Every new computation reserves its estimated peak before it starts. One that does not fit waits in a
+  first-come queue (finished results are evicted first to make room); one larger than the whole budget is
+  refused.
+- Measured memory counts too (`resident`: the server's RSS, or its cgroup's working set). The cache notes the
+  server's resident bytes at rest (the lowest seen while nothing was reserved, less what was cached and what
+  `outside()` says sits legitimately outside the budget, i.e. the loaded models); a computation starts only when
+  the measured growth over that rest (at least the cached bytes) + the reservations in flight + its own need fit
+  in the budget. So whatever the estimates miss (pages' figures, sessions, the allocator's retained pages) is
+  counted at every start, and the server's peak stays within rest + models + budget + what sessions allocate
+  while computations run (README, "Memory budget"). With nothing in flight and nothing cached, a computation
+  that fits the budget by its estimate starts anyway (waiting could not free anything it counts).
+- `trim()` (glibc's malloc_trim) runs after each computation and each eviction, outside the lock, so that
+  freed memory shows in the measurement.
+- Computations run in their own threads; requesters wait with a callback (`on_wait`) that can show the queue
+  and can give up (raise) when its visitor asks for something else. A run nobody waits for any more stops at
+  its next layer, and the layers it computed are kept as a prefix that the same request later resumes from.
+- Per session: at most one computation running (a visitor who asks for something else stops waiting for the
+  older one, which then stops unless another visitor waits for it; the newer one starts once it has stopped)
+  and a cap on new computations per minute.
 """
 
 from __future__ import annotations
@@ -17,15 +36,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from ..errors import BudgetExceeded, RateLimited, RunCancelled
-from ..trace import Prefix, Trace
+from ..trace import Prefix
 from . import _caches
 
-Compute = Callable[[Callable[[], bool], "Prefix | None"], Trace]  # (cancel, prefix to resume from) -> trace
+
+class Result(Protocol):
+    """What the cache keeps: anything that can say which tensor/array storages it holds (Trace, Generation,
+    HeadRoles, Sweep, ...)."""
+
+    def storages(self) -> Iterable[tuple[int, int]] | dict[int, int]: ...
+
+
+Compute = Callable[[Callable[[], bool], "Prefix | None"], Any]  # (cancel, prefix to resume from) -> a Result
 
 
 @dataclass(frozen=True)
@@ -47,7 +74,7 @@ class _Flight:
     waiters: int = 1
     state: Literal["queued", "running", "done"] = "queued"
     done: threading.Event = field(default_factory=threading.Event)
-    result: Trace | None = None
+    result: Any = None
     error: BaseException | None = None
 
     @property
@@ -63,18 +90,26 @@ class Status:
     cached_runs: int
     running: int
     queued: int
+    resident_bytes: int = 0  # measured (0 without a `resident` reader)
+    rest_bytes: int = 0  # the server at rest, loaded models left out (0 until measured)
 
 
 class RunCache:
     """Shared by every session of a server. `get` is thread-safe; traces are read-only, so sharing is safe."""
 
     def __init__(self, budget_bytes: int, max_entries: int = 64, runs_per_minute: int | None = None,
-                 max_prefixes: int = 8, poll_s: float = 0.25):
+                 max_prefixes: int = 8, poll_s: float = 0.25, *, resident: Callable[[], int] | None = None,
+                 outside: Callable[[], int] | None = None, trim: Callable[[], object] | None = None):
+        """resident: reads the server's measured resident bytes (None: admission by the estimates only);
+        outside: bytes that sit outside the budget and may grow (the loaded models); trim: gives freed memory
+        back to the system (engine.serving.memory.trim)."""
         self.budget_bytes = budget_bytes
+        self._resident, self._outside, self._trim = resident, outside or (lambda: 0), trim
+        self._rest: int | None = None  # resident bytes at rest, less cached and outside bytes
         self.max_entries = max_entries
         self.runs_per_minute = runs_per_minute
         self.poll_s = poll_s
-        self._entries: OrderedDict[Hashable, Trace] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Result] = OrderedDict()
         self._prefixes: OrderedDict[Hashable, Prefix] = OrderedDict()  # stopped runs, to resume
         self._max_prefixes = max_prefixes
         self._flights: dict[Hashable, _Flight] = {}
@@ -93,8 +128,8 @@ class RunCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
-    def peek(self, key: Hashable) -> Trace | None:
-        """The cached trace for key, or None; does not compute."""
+    def peek(self, key: Hashable) -> Any:
+        """The cached result for key, or None; does not compute."""
         with self._cond:
             return self._entries.get(key)
 
@@ -102,8 +137,9 @@ class RunCache:
         with self._cond:
             running = sum(f.state == "running" for f in self._flights.values())
             queued = len(self._queue)
+            resident = self._resident() if self._resident is not None else 0
             return Status(self.budget_bytes, self._cached_bytes(), self._reserved, len(self._entries), running,
-                          queued)
+                          queued, resident, self._rest or 0)
 
     @property
     def nbytes(self) -> int:
@@ -113,8 +149,8 @@ class RunCache:
     # ---- the one entry point -----------------------------------------------------------------------------
 
     def get(self, key: Hashable, compute: Compute, need_bytes: int, *, session: Hashable | None = None,
-            on_wait: Callable[[Waiting], None] | None = None) -> Trace:
-        """The trace for key: cached, shared with a run in flight, or computed in a new run that reserves
+            on_wait: Callable[[Waiting], None] | None = None) -> Any:
+        """The result for key: cached, shared with a computation in flight, or computed in a new one that reserves
         need_bytes first. on_wait(Waiting) is called while waiting; if it raises, this request gives up (the
         run goes on for other requesters, or stops when nobody waits for it any more)."""
         started = time.monotonic()
@@ -165,7 +201,7 @@ class RunCache:
         recent.append(now)
 
     def _wait(self, flight: _Flight, shared: bool, started: float,
-              on_wait: Callable[[Waiting], None] | None) -> Trace:
+              on_wait: Callable[[Waiting], None] | None) -> Any:
         try:
             while not flight.done.wait(self.poll_s):
                 if on_wait is not None:
@@ -188,20 +224,20 @@ class RunCache:
             return Waiting("running", shared=shared, seconds=time.monotonic() - started)
 
     def _run(self, flight: _Flight, compute: Compute) -> None:
-        """The run's own thread: wait for memory, compute, keep the result, wake every requester."""
+        """The computation's own thread: wait for memory, compute, keep the result, wake every requester."""
         reserved = False
         try:
             self._reserve(flight)
             reserved = True
             with self._cond:
                 prefix = self._prefixes.pop(flight.key, None)
-            trace = compute(lambda: flight.abandoned, prefix)
+            result = compute(lambda: flight.abandoned, prefix)
             with self._cond:
                 self._reserved -= flight.need
                 reserved = False
-                self._entries[flight.key] = trace
+                self._entries[flight.key] = result
                 self._evict()
-                flight.result = trace
+                flight.result = result
         except RunCancelled as stop:
             flight.error = stop
             if stop.prefix is not None:
@@ -219,26 +255,70 @@ class RunCache:
                 self._flights.pop(flight.key, None)
                 self._cond.notify_all()
             flight.done.set()
+            if self._trim is not None:
+                self._trim()  # the computation's temporaries (and anything evicted) back to the system
 
     def _reserve(self, flight: _Flight) -> None:
-        """Wait in the first-come queue (skipping runs whose session is busy) until the run's memory fits; finished
-        traces are evicted first."""
+        """Wait in the first-come queue (skipping computations whose session is busy) until the flight's memory
+        fits, by the estimates and by measurement; finished results are evicted first."""
         with self._cond:
             self._queue.append(flight)
-            try:
-                while True:
+        try:
+            while True:
+                trim = False
+                with self._cond:
                     if flight.abandoned:
                         raise RunCancelled("nobody waits for this run any more: it was dropped from the queue.")
                     if self._next_to_start() is flight:
-                        self._evict(room_for=flight.need)
+                        evicted = self._evict(room_for=flight.need)
                         if self._reserved + self._cached_bytes() + flight.need <= self.budget_bytes:
-                            self._reserved += flight.need
-                            flight.state = "running"
-                            return
+                            fits, evicted_too = self._fits_measured(flight.need)
+                            if fits:
+                                self._reserved += flight.need
+                                flight.state = "running"
+                                return
+                            evicted, trim = evicted + evicted_too, True  # measured too high: free, look again
+                        trim = trim or evicted > 0
+                    if not trim or self._trim is None:
+                        self._cond.wait(self.poll_s)
+                        continue
+                self._trim()  # outside the lock: evicted results and freed pages leave the measurement
+                with self._cond:
                     self._cond.wait(self.poll_s)
-            finally:
+        finally:
+            with self._cond:
                 self._queue.remove(flight)
                 self._cond.notify_all()
+
+    def _fits_measured(self, need: int) -> tuple[bool, int]:
+        """(whether a computation of `need` bytes may start by the measured memory, results evicted to make room).
+        Under the lock. Without a `resident` reader, by the estimates alone."""
+        if self._resident is None:
+            return True, 0
+        measured = self._measured()
+        if measured + self._reserved + need <= self.budget_bytes:
+            return True, 0
+        evicted = 0
+        while self._entries and measured + self._reserved + need > self.budget_bytes:
+            before = self._cached_bytes()
+            self._entries.popitem(last=False)  # its bytes leave the measurement once it is freed and trimmed
+            measured -= before - self._cached_bytes()
+            evicted += 1
+        while self._prefixes and measured + self._reserved + need > self.budget_bytes:
+            self._prefixes.popitem(last=False)
+            evicted += 1
+        idle = self._reserved == 0 and not self._entries and not self._prefixes
+        return idle and not evicted, evicted  # nothing left to wait for: start (after a trim and one more look)
+
+    def _measured(self) -> int:
+        """Bytes the budget holds by measurement: the resident bytes' growth over the server at rest (loaded models
+        left out), at least the cached bytes. While nothing is reserved, what is neither cached nor a model is
+        the server at rest: the lowest such figure is kept."""
+        resident, outside, cached = self._resident(), self._outside(), self._cached_bytes()
+        if self._reserved == 0 or self._rest is None:
+            rest = resident - outside - cached
+            self._rest = rest if self._rest is None else min(self._rest, rest)
+        return max(resident - outside - self._rest, cached)
 
     def _next_to_start(self) -> _Flight | None:
         """The first queued run whose session has no other run computing: a session's next run waits for its
@@ -252,18 +332,22 @@ class RunCache:
             for other in self._flights.values())
 
     def _cached_bytes(self) -> int:
-        """Bytes of the cached traces and prefixes, each tensor storage once (reused layers are shared)."""
+        """Bytes of the cached results and prefixes, each storage once (reused layers are shared)."""
         seen: dict[int, int] = {}
-        for trace in self._entries.values():
-            seen.update(trace.storages())
+        for result in self._entries.values():
+            seen.update(result.storages())
         return sum(seen.values()) + sum(p.nbytes() for p in self._prefixes.values())
 
-    def _evict(self, room_for: int = 0) -> None:
-        """Drop least recently used traces (then prefixes) while over the entry limit or the budget."""
+    def _evict(self, room_for: int = 0) -> int:
+        """Drop least recently used results (then prefixes) while over the entry limit or the budget; how many."""
         def over() -> bool:
             return self._reserved + self._cached_bytes() + room_for > self.budget_bytes
 
+        evicted = 0
         while self._entries and (len(self._entries) > self.max_entries or over()):
             self._entries.popitem(last=False)
+            evicted += 1
         while self._prefixes and over():
             self._prefixes.popitem(last=False)
+            evicted += 1
+        return evicted
