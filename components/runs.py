@@ -14,9 +14,11 @@ from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
 from engine.generate import Generation
-from engine.serving import generation, runs
+from engine.serving import generation, memory, runs
 from engine.serving.cache import RunCache
 from engine.serving.store import ModelStore
+
+ARENAS = 2  # glibc malloc arenas (default: 8 per core); the same as MALLOC_ARENA_MAX=2
 
 
 @st.cache_resource(show_spinner=False)
@@ -26,8 +28,17 @@ def model_store() -> ModelStore:
 
 @st.cache_resource(show_spinner=False)
 def run_cache(memory_mb: int, max_entries: int, runs_per_minute: int) -> RunCache:
-    """The server's runs: finished and in flight, under one memory budget (engine/serving/cache.py)."""
-    return RunCache(memory_mb << 20, max_entries, runs_per_minute)
+    """The server's runs, sweeps, probes and generations: finished and in flight, under one memory budget that
+    counts the server's measured memory too (engine/serving/cache.py; README, "Memory budget")."""
+    memory.limit_arenas(ARENAS)  # freed memory of one run's thread serves the next run's
+    store = model_store()
+    return RunCache(memory_mb << 20, max_entries, runs_per_minute, resident=memory.resident_bytes,
+                    outside=store.nbytes, trim=memory.trim)
+
+
+def shared_cache(settings: Settings) -> RunCache:
+    """The server's one run cache under the operator's settings."""
+    return run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
 
 
 def load(name: str, settings: Settings, progress=None) -> engine.Model:
@@ -57,7 +68,7 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     """The run of `text` with this mask, these heads off and this patch ({(layer, head): {position: z}}): cached,
     shared with a visitor who asked first, or computed once (resuming from the unmodified run's layers); a notice
     follows it while it queues or runs."""
-    cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
+    cache = shared_cache(settings)
     with show_waiting() as on_wait:
         return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)
@@ -76,7 +87,7 @@ def later(model_name: str, model: engine.Model, trace: engine.Trace, text: str, 
         if (kept := trace_ref()) is not None:
             return kept
         loaded = model_ref() or model_store().get(model_name, lambda: load(model_name, settings))
-        cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
+        cache = shared_cache(settings)
         return runs.get_trace(cache, loaded, text, causal=causal, heads_off=heads_off, patch=patch,
                               max_tokens=settings.max_tokens)
 
@@ -94,6 +105,6 @@ def get_generation(model: engine.Model, text: str, settings: generation.Generate
                    on_wait: generation.OnWriting) -> Generation:
     """The generation after `text` with these settings and heads off, through the same cache and memory budget as
     every run: cached, shared, or written in a new run; on_wait(waiting, ids written so far) while it runs."""
-    cache = run_cache(app_settings.memory_mb, app_settings.trace_cache_entries, app_settings.runs_per_minute)
+    cache = shared_cache(app_settings)
     return generation.get_generation(cache, generation_progress(), model, text, settings, heads_off=heads_off,
                                      max_tokens=app_settings.max_tokens, session=state.session_id(), on_wait=on_wait)

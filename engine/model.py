@@ -189,6 +189,11 @@ class Model:
         x = transformer.final_norm(resid, self._weights, self.config) if final_norm else resid
         return transformer.unembed(x, self._weights, self.config)
 
+    def nbytes(self) -> int:
+        """Bytes the weights hold, each storage once (tied tensors share one)."""
+        seen = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for _, t in self._weights.named()}
+        return sum(seen.values())
+
     def n_params(self) -> int:
         """Parameters counted from the actual weights, each shared (tied) tensor once."""
         seen: dict[tuple[int, int], int] = {}

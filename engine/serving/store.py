@@ -21,6 +21,12 @@ class ModelStore:
     def __contains__(self, name: str) -> bool:
         return name in self._models
 
+    def nbytes(self) -> int:
+        """Bytes the loaded models' weights hold: what a server holds outside its runs' memory budget."""
+        with self._lock:
+            models = list(self._models.values())
+        return sum(model.nbytes() for model in models)
+
     def get(self, name: str, load: Callable[[], Model]) -> Model:
         """The model called `name`, calling `load()` once if it is not loaded yet."""
         with self._lock:
