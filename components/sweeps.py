@@ -1,47 +1,81 @@
-"""Patching sweeps of the Compare view, shared by every session of the server process.
+"""Patching sweeps of the Compare view, through the server's run cache like every heavy computation.
 
-A sweep is small (one or two numbers per patched cell) and takes seconds, so each runs once per key (the model,
-both texts, both targets, the sweep, the followed token and the token limit) with a progress bar while it runs;
-the patched runs themselves are not kept (engine.analysis.compare batches them).
+A sweep runs once per key (the model, both texts, both targets, the sweep, the followed token and the token
+limit): it reserves its memory under the budget first (engine.serving.memory.sweep_bytes), a second visitor
+asking the same waits for the first computation (single flight), and each new one counts toward its visitor's
+caps. Its result is small (one or two numbers per patched cell) and stays cached with the runs; the patched runs
+themselves are not kept (engine.analysis.compare batches them). A progress bar follows it for every visitor
+waiting for it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import streamlit as st
 
+from components import runs, state
+from components.settings import Settings
+from components.waiting import describe
 from engine.analysis.compare import Progress, Sweep
+from engine.errors import RunCancelled
 
-MAX_ENTRIES = 64
+
+class _Done:
+    """(work done, work in all) of each sweep in flight, by key: written by its thread, read by its waiters."""
+
+    def __init__(self):
+        self._lock, self._done = threading.Lock(), {}
+
+    def set(self, key: Hashable, done: int, total: int) -> None:
+        with self._lock:
+            self._done[key] = (done, total)
+
+    def fraction(self, key: Hashable) -> float:
+        with self._lock:
+            done, total = self._done.get(key, (0, 1))
+        return min(done / max(total, 1), 1.0)
+
+    def drop(self, key: Hashable) -> None:
+        with self._lock:
+            self._done.pop(key, None)
 
 
 @st.cache_resource(show_spinner=False)
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
+def _progress() -> _Done:
+    return _Done()
 
 
-def cached(key: Hashable) -> Sweep | None:
+def cached(key: Hashable, settings: Settings) -> Sweep | None:
     """The sweep under `key`, if it ran already."""
-    store, lock = _store()
-    with lock:
-        if key in store:
-            store.move_to_end(key)
-        return store.get(key)
+    return runs.shared_cache(settings).peek(("sweep", key))
 
 
-def get(key: Hashable, compute: Callable[[Progress], Sweep], label: str) -> Sweep:
-    """The sweep under `key`: cached, or computed now by compute(progress) with a progress bar labelled `label`."""
-    if (found := cached(key)) is not None:
-        return found
-    bar = st.progress(0.0, text=label)
-    result = compute(lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=label))
-    bar.empty()
-    store, lock = _store()
-    with lock:
-        store[key] = result
-        while len(store) > MAX_ENTRIES:
-            store.popitem(last=False)
-    return result
+def get(key: Hashable, compute: Callable[[Progress], Sweep], label: str, need_bytes: int, settings: Settings
+        ) -> Sweep:
+    """The sweep under `key`: cached, shared with a visitor who asked first, or computed by compute(progress) in
+    a new computation that reserves need_bytes first; a progress bar labelled `label` while it runs."""
+    key, done = ("sweep", key), _progress()
+    bar = st.empty()
+
+    def work(cancel: Callable[[], bool], prefix) -> Sweep:
+        def progress(work_done: int, total: int) -> None:
+            if cancel():
+                raise RunCancelled("nobody waits for this sweep any more.")
+            done.set(key, work_done, total)
+        try:
+            return compute(progress)
+        finally:
+            done.drop(key)
+
+    def on_wait(w) -> None:
+        if w.state == "queued":
+            bar.info(describe(w))
+        else:
+            bar.progress(done.fraction(key), text=label)
+
+    try:
+        return runs.shared_cache(settings).get(key, work, need_bytes, session=state.session_id(), on_wait=on_wait)
+    finally:
+        bar.empty()

@@ -18,6 +18,7 @@ from components.views.context import ViewContext
 from components.widgets import select
 from engine.analysis import compare
 from engine.analysis.predict import top_predictions
+from engine.serving.memory import sweep_bytes
 
 if TYPE_CHECKING:
     from components.views.compare import Pair
@@ -68,15 +69,22 @@ def sweep(ctx: ViewContext, pair: Pair, kind: str, layer: int, token: int | None
     a, ta, b, tb = pair.a, pair.target_a, pair.b, pair.target_b
     key = (ctx.model.config.name, ctx.model.source, pair.text_a, pair.text_b, ta, tb, kind, layer, token,
            ctx.settings.max_tokens)
-    n = ctx.model.config.n_layers * ctx.model.config.n_heads
+    cfg = ctx.model.config
+    n = cfg.n_layers * cfg.n_heads
+    cells = {"layers": cfg.n_layers, "heads": cfg.n_heads, "all": n}[kind]
+    need = sweep_bytes(cfg, b.n_tokens, cells, b.causal)
+
+    def get(compute, label: str) -> compare.Sweep:
+        return sweeps.get(key, compute, label, need, ctx.settings)
+
     if kind == "layers":
-        return sweeps.get(key, lambda progress: compare.sweep_layers(a, ta, b, tb, token, progress),
-                          "Patching each layer of B (all its heads at once)…")
+        return get(lambda progress: compare.sweep_layers(a, ta, b, tb, token, progress),
+                   "Patching each layer of B (all its heads at once)…")
     if kind == "heads":
-        return sweeps.get(key, lambda progress: compare.sweep_heads(a, ta, b, tb, layer, token, progress),
-                          f"Patching each head of layer {layer}…")
-    return sweeps.get(key, lambda progress: compare.sweep_all_heads(a, ta, b, tb, token, progress),
-                      f"Patching all {n} heads, one at a time…")
+        return get(lambda progress: compare.sweep_heads(a, ta, b, tb, layer, token, progress),
+                   f"Patching each head of layer {layer}…")
+    return get(lambda progress: compare.sweep_all_heads(a, ta, b, tb, token, progress),
+               f"Patching all {n} heads, one at a time…")
 
 
 def effect_grid(layers: compare.Sweep, heads: compare.Sweep, every: bool, layer: int

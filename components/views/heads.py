@@ -36,7 +36,7 @@ def grid_figure(trace: engine.Trace, selected: tuple[int, int], badges: tuple[tu
 def role_badges(ctx: ViewContext, threshold: float) -> tuple[tuple[int, int, str, float], ...]:
     """(layer, head, role, score) of every head whose strongest role on the probe reaches the threshold, under
     the sidebar's mask and switches."""
-    scores = probes.roles(ctx.model, ctx.state.causal, ctx.state.heads_off).scores
+    scores = probes.roles(ctx.model, ctx.state.causal, ctx.state.heads_off, ctx.settings).scores
     role, score = strongest_roles(scores, threshold)
     return tuple((int(la), int(h), ROLES[role[la, h]], round(float(score[la, h]), 3))
                  for la, h in zip(*(role >= 0).nonzero(), strict=True))

@@ -39,7 +39,7 @@ def render(ctx: ViewContext) -> None:
 def render_roles(ctx: ViewContext) -> None:
     cfg, s = ctx.model.config, ctx.state
     try:
-        got = probes.roles(ctx.model, s.causal, s.heads_off)
+        got = probes.roles(ctx.model, s.causal, s.heads_off, ctx.settings)
     except EngineError as err:  # e.g. a model whose context is shorter than the probe
         st.info(markdown_literal(f"Head roles are not available for {cfg.name}: {err}"))
         return
@@ -78,7 +78,7 @@ def render_top_heads(ctx: ViewContext, got: HeadRoles) -> None:
     """The top heads of a role (ranked with every head on), their patterns on the probe, the switch, and the
     in-context learning check beside them."""
     s = ctx.state
-    reference = probes.reference_roles(ctx.model)
+    reference = probes.reference_roles(ctx.model, ctx.settings)
     st.subheader("The top heads of a role")
     left, right = st.columns([1, 1])
     role = left.selectbox("Role", ROLE.choices, index=ROLE.choices.index(s.value(ROLE)), key="roles_role",
@@ -139,11 +139,11 @@ def render_icl(ctx: ViewContext) -> None:
             "SmolLM2."))
         return
     try:
-        check = probes.icl_check(ctx.model, ctx.state.heads_off)
+        check = probes.icl_check(ctx.model, ctx.state.heads_off, ctx.settings)
     except EngineError as err:
         st.info(markdown_literal(f"The in-context learning check is not available here: {err}"))
         return
-    probe, changed = probes.reference_roles(ctx.model).probe, bool(ctx.state.heads_off)
+    probe, changed = probes.reference_roles(ctx.model, ctx.settings).probe, bool(ctx.state.heads_off)
     tokens = ctx.model.readable(probe.token_ids)
     st.caption("Next-token loss of each probe token (always with the causal mask). The second copy repeats the "
                "first, so a model that copies from context predicts it far better; induction heads do that "

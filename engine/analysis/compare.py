@@ -17,7 +17,7 @@ B's patched trace, e.g. `default_run`, which uses `reuse=`) routes each run thro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +106,12 @@ class Sweep:
     token_id: int | None  # the token whose log-prob is followed
     base_cos: float  # cos(B, A) at the targets, last block's output, before patching
     base_logprob: float | None  # log p(token_id) at B's target before patching
+
+    def storages(self) -> Iterator[tuple[int, int]]:
+        """(id, bytes) of the arrays it holds, so a run cache can count it (engine/serving/cache.py)."""
+        for values in (self.gap_closed, self.logprob_change):
+            if values is not None:
+                yield id(values), values.nbytes
 
 
 def _logprobs(trace: Trace, resid_last: torch.Tensor, token_id: int, block: int = 64) -> torch.Tensor:

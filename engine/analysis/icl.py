@@ -6,6 +6,7 @@ with its induction heads switched off the second copy's loss rises back towards 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,11 @@ class HalfLosses:
 class ICLCheck:
     current: HalfLosses  # with the given head switches
     unmodified: HalfLosses  # every head on
+
+    def storages(self) -> Iterator[tuple[int, int]]:
+        """(id, bytes) of the arrays it holds, so a run cache can count it (engine/serving/cache.py)."""
+        for half in (self.current, self.unmodified):
+            yield id(half.per_token), half.per_token.nbytes
 
 
 def token_losses(trace: Trace) -> np.ndarray:

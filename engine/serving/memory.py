@@ -45,6 +45,18 @@ def run_bytes(cfg: ModelConfig, n_tokens: int, dtype_bytes: int = 4) -> int:
     return int(PEAK_FACTOR * trace_bytes(cfg, n_tokens, dtype_bytes)) + FIXED_BYTES
 
 
+def sweep_bytes(cfg: ModelConfig, n_tokens: int, n_cells: int, causal: bool, max_batch_tokens: int = 4096,
+                dtype_bytes: int = 4) -> int:
+    """Bytes to reserve for a patching sweep of n_cells patched runs of an n_tokens text
+    (engine.analysis.compare.patched_targets): batches of variants computing one position each (causal) or
+    every position, one layer at a time, nothing recorded. Per computed row: the residual and its norms, q/k/v,
+    the MLP's hidden activations and a row of scores and pattern per head."""
+    m = 1 if causal else n_tokens
+    rows = min(n_cells, max(1, max_batch_tokens // m)) * m
+    per_row = 8 * cfg.d_model + 3 * cfg.d_mlp + 4 * cfg.n_heads * cfg.d_head + 3 * cfg.n_heads * n_tokens
+    return int(PEAK_FACTOR * rows * per_row * dtype_bytes) + FIXED_BYTES
+
+
 def default_budget_bytes() -> int:
     """Half the machine's memory: the rest is for the loaded models, the server and the system."""
     try:
