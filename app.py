@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 import engine
-from components import content, patching, recovery, runs, settings, sidebar, state, waiting
+from components import content, patching, recovery, runs, sessions, settings, sidebar, state, waiting
 from components.labels import markdown_literal
 from components.views.context import ViewContext
 from components.views.registry import SCHEMA, VIEWS
@@ -63,6 +63,7 @@ def tabs(ctx: ViewContext) -> None:
 
 
 def main() -> None:
+    sessions.release_closed()  # what closed pages left in Streamlit's runtime (components/sessions.py)
     state.init(st.query_params.to_dict(), SETTINGS, SCHEMA)
     recovery.rerun_on_reconnect()  # after its server goes away, the page re-runs on the next one from its link
     st.sidebar.title("Attention Explorer")

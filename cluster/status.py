@@ -25,6 +25,14 @@ def serving_status() -> dict[str, int]:
     return dict(serving.status()) if serving is not None else {"runs_in_flight": 0, "runs_queued": 0}
 
 
+def held() -> dict[str, int]:
+    """What Streamlit's runtime holds for sessions (components/sessions.py): connected and kept for a reconnect,
+    media files, download callables."""
+    from components.sessions import held as runtime_held
+
+    return {f"runtime_{name}": count for name, count in runtime_held().items()}
+
+
 def session_count() -> int:
     """Browser sessions connected to this Streamlit server (the gauge /_stcore/metrics reports)."""
     from streamlit.runtime import Runtime
@@ -49,6 +57,7 @@ def replica_status() -> dict:
         "state": runtime_state(),
         "sessions": session_count(),
         **serving_status(),
+        **held(),
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
         "uptime_s": round(time.time() - STARTED),
     }

@@ -147,6 +147,23 @@ def test_new_runs_per_session_are_capped_and_other_sessions_are_served():
     assert cache.get("text 3", slow(FakeTrace(MB), 0.01), 2 * MB, session="visitor B")  # another visitor
 
 
+def test_the_cap_forgets_sessions_without_a_new_run_in_the_last_minute(monkeypatch):
+    import types
+
+    import engine.serving.cache as cache_module
+
+    now = [1000.0]
+    monkeypatch.setattr(cache_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    cache = RunCache(budget_bytes=100 * MB, runs_per_minute=3)
+    for visitor in range(50):  # fifty visitors one after another, a run each
+        cache.get(f"text {visitor}", slow(FakeTrace(MB), 0.0), 2 * MB, session=f"visitor {visitor}")
+        now[0] += 5
+    assert cache.status().sessions <= 13  # only those of the last minute: closed sessions leave nothing behind
+    now[0] += 61
+    cache.get("one more", slow(FakeTrace(MB), 0.0), 2 * MB, session="visitor 50")
+    assert cache.status().sessions == 1
+
+
 def test_a_session_computes_one_run_at_a_time():
     """A visitor who leaves a run for a new one: the old run stops, and the new one starts only after."""
     cache = RunCache(budget_bytes=100 * MB, poll_s=0.01)

@@ -92,6 +92,7 @@ class Status:
     queued: int
     resident_bytes: int = 0  # measured (0 without a `resident` reader)
     rest_bytes: int = 0  # the server at rest, loaded models left out (0 until measured)
+    sessions: int = 0  # sessions whose new runs of the last minute are counted (the per-visitor cap)
 
 
 class RunCache:
@@ -139,7 +140,7 @@ class RunCache:
             queued = len(self._queue)
             resident = self._resident() if self._resident is not None else 0
             return Status(self.budget_bytes, self._cached_bytes(), self._reserved, len(self._entries), running,
-                          queued, resident, self._rest or 0)
+                          queued, resident, self._rest or 0, len(self._started))
 
     @property
     def nbytes(self) -> int:
@@ -190,6 +191,8 @@ class RunCache:
         if self.runs_per_minute is None:
             return
         now = time.monotonic()
+        for other in [s for s, starts in self._started.items() if now - starts[-1] > 60]:
+            del self._started[other]  # sessions with no new run in the last minute: nothing to remember
         recent = self._started.setdefault(session, deque())
         while recent and now - recent[0] > 60:
             recent.popleft()
