@@ -29,7 +29,9 @@ def held() -> dict[str, int]:
     """What Streamlit's runtime holds for sessions (components/sessions.py): connected and kept for a reconnect,
     media files, download callables."""
     from components.sessions import held as runtime_held
+    from components.sessions import release_closed
 
+    release_closed()  # as the app does at every run: sessions that expired since the last run count for nothing
     return {f"runtime_{name}": count for name, count in runtime_held().items()}
 
 
