@@ -137,6 +137,41 @@ def test_an_abandoned_run_stops_and_the_same_request_resumes_from_its_layers(min
             assert torch.equal(trace[name, layer], alone[name, layer]), (name, layer)
 
 
+def test_any_result_that_names_its_storages_is_cached_counted_and_shared():
+    """Sweeps, probes and corpus jobs go through the same cache: a result needs only storages() (pairs or a
+    dict); storages shared between results count once."""
+
+    class JobResult:  # e.g. a corpus job's per-text numbers, one array shared with another result
+        def __init__(self, own: int, shared_id: int, shared: int):
+            self.parts = {next(_ids): own, shared_id: shared}
+
+        def storages(self) -> dict[int, int]:
+            return self.parts
+
+    cache = RunCache(budget_bytes=100 * MB, runs_per_minute=2)
+    calls = []
+
+    def job(result):
+        def compute(cancel, prefix):
+            calls.append(1)
+            time.sleep(0.2)
+            return result
+        return compute
+
+    shared = next(_ids)
+    first = JobResult(10 * MB, shared, 30 * MB)
+    with ThreadPoolExecutor(4) as pool:  # four visitors ask for the same job (v0 first): one computation
+        asks = [pool.submit(cache.get, ("corpus", "job 1"), job(first), 50 * MB, session="v0")]
+        wait_until(lambda: cache.status().running == 1)
+        asks += [pool.submit(cache.get, ("corpus", "job 1"), job(first), 50 * MB, session=f"v{v}") for v in (1, 2, 3)]
+        results = [ask.result(timeout=5) for ask in asks]
+    assert all(r is first for r in results) and len(calls) == 1
+    cache.get(("corpus", "job 2"), job(JobResult(20 * MB, shared, 30 * MB)), 50 * MB, session="v0")
+    assert cache.nbytes == (10 + 20 + 30) * MB  # the shared array once
+    with pytest.raises(engine.RateLimited):  # a job counts toward its visitor's cap like a run
+        cache.get(("corpus", "job 3"), job(JobResult(MB, next(_ids), 0)), 2 * MB, session="v0")
+
+
 def test_new_runs_per_session_are_capped_and_other_sessions_are_served():
     cache = RunCache(budget_bytes=100 * MB, runs_per_minute=3)
     for i in range(3):
