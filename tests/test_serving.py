@@ -273,14 +273,17 @@ class Memory:
         return RunCache(budget, poll_s=0.01, resident=self.resident, outside=lambda: self.models, trim=self.trim)
 
 
-def make(memory: Memory, nbytes: int, seconds: float = 0.0, log: list | None = None):
-    """A compute that returns a new FakeTrace of nbytes (allocated when it starts) after `seconds`."""
+def make(memory: Memory, nbytes: int, gate: threading.Event | None = None, log: list | None = None, name: str = ""):
+    """A compute that allocates a FakeTrace of nbytes when it starts and returns it once `gate` is set; it logs
+    (name, "start") and (name, "end")."""
     def compute(cancel, prefix):
-        start = time.monotonic()
-        trace = memory.trace(nbytes)
-        time.sleep(seconds)
         if log is not None:
-            log.append((start, time.monotonic()))
+            log.append((name, "start"))
+        trace = memory.trace(nbytes)
+        if gate is not None:
+            assert gate.wait(30)
+        if log is not None:
+            log.append((name, "end"))
         return trace
     return compute
 
@@ -298,20 +301,20 @@ def test_memory_the_estimates_miss_holds_new_runs_back_until_it_is_freed():
     cache.get("warm", make(memory, MB), 2 * MB)  # the server's rest is measured here
     assert cache.status().rest_bytes == 1000 * MB
     log: list = []
+    finish_a = threading.Event()
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(cache.get, "a", make(memory, 20 * MB, 1.0, log), 30 * MB)
-        wait_until(lambda: cache.status().running == 1)
+        a = pool.submit(cache.get, "a", make(memory, 20 * MB, finish_a, log, "a"), 30 * MB)
+        wait_until(lambda: ("a", "start") in log)
         memory.extra = 60 * MB  # e.g. pages drawing figures: no reservation counts it
-        b = pool.submit(cache.get, "b", make(memory, 20 * MB, 0.0, log), 30 * MB)
-        time.sleep(0.3)
-        # by the estimates b fits (1 + 30 + 30 <= 100); measured, 1 + 20 + 60 + 30 reserved + 30 > 100: it waits
-        assert cache.status().queued == 1 and cache.status().running == 1 and len(log) == 0
-        freed = time.monotonic()
+        b = pool.submit(cache.get, "b", make(memory, 20 * MB, None, log, "b"), 30 * MB)
+        wait_until(lambda: cache.status().queued == 1)
+        time.sleep(0.2)  # b had many looks (poll 10 ms): by the estimates it fits (1 + 30 + 30 <= 100); measured,
+        assert ("b", "start") not in log  # 1 + 20 in use + 60 + 30 reserved + 30 > 100: it waits
         memory.extra = 0  # the pages are drawn
-        a.result(timeout=5)
-        b.result(timeout=5)
-    (a0, a1), (b0, _) = sorted(log)
-    assert freed <= b0 < a1  # b started once the memory was freed, while a still ran
+        b.result(timeout=30)
+        assert log == [("a", "start"), ("b", "start"), ("b", "end")]  # b started while a still ran
+        finish_a.set()
+        a.result(timeout=30)
     assert cache.status().reserved_bytes == 0
 
 
@@ -342,9 +345,8 @@ def test_loaded_models_sit_outside_the_budget_and_the_rest_is_the_lowest_idle_fi
     cache = memory.cache(budget=100 * MB)
     cache.get("a", make(memory, 10 * MB), 30 * MB)
     memory.models = 500 * MB  # a visitor loads a second model
-    log: list = []
-    cache.get("b", make(memory, 10 * MB, log=log), 70 * MB)  # 20 measured + 70 <= 100: no wait, nothing evicted
-    assert log and "a" in cache and "b" in cache
+    cache.get("b", make(memory, 10 * MB), 70 * MB)  # 20 measured + 70 <= 100: no wait, nothing evicted
+    assert "a" in cache and "b" in cache
     memory.base -= 50 * MB  # the allocator gave back what loading left behind
     cache.get("c", make(memory, 10 * MB), 30 * MB)
     assert cache.status().rest_bytes == 950 * MB  # the server at rest, models left out
@@ -355,17 +357,19 @@ def test_in_flight_runs_count_by_reservation_on_top_of_what_they_already_use():
     cache = memory.cache(budget=100 * MB)
     cache.get("warm", make(memory, MB), 2 * MB)
     log: list = []
+    finish_a = threading.Event()
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(cache.get, "a", make(memory, 30 * MB, 0.4, log), 40 * MB)
-        wait_until(lambda: cache.status().running == 1)
-        b = pool.submit(cache.get, "b", make(memory, 30 * MB, 0.0, log), 40 * MB)
-        time.sleep(0.1)
+        a = pool.submit(cache.get, "a", make(memory, 30 * MB, finish_a, log, "a"), 40 * MB)
+        wait_until(lambda: ("a", "start") in log)
+        b = pool.submit(cache.get, "b", make(memory, 30 * MB, None, log, "b"), 40 * MB)
+        wait_until(lambda: cache.status().queued == 1)
+        time.sleep(0.2)
         # estimates: 1 + 40 + 40 <= 100; measured: 1 + 30 in use + 40 reserved + 40 > 100: b waits for a
-        assert cache.status().queued == 1
-        a.result(timeout=5)
-        b.result(timeout=5)
-    (a0, a1), (b0, _) = sorted(log)
-    assert b0 >= a1
+        assert ("b", "start") not in log
+        finish_a.set()
+        a.result(timeout=30)
+        b.result(timeout=30)
+    assert log == [("a", "start"), ("a", "end"), ("b", "start"), ("b", "end")]
 
 
 def test_cgroup_working_set_v1_and_v2(tmp_path):
