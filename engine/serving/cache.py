@@ -14,8 +14,9 @@ Trace run's layers, None for anything else); see `components/runs.py`, `componen
   first-come queue (finished results are evicted first to make room); one larger than the whole budget is
   refused.
 - Measured memory counts too (`resident`: the server's RSS, or its cgroup's working set). The cache notes the
-  server's resident bytes at rest (the lowest seen while nothing was reserved, less what was cached and what
-  `outside()` says sits legitimately outside the budget, i.e. the loaded models); a computation starts only when
+  server's resident bytes at rest (the lowest seen while nothing was reserved, from the end of the first
+  computation on, less what was cached and what `outside()` says sits legitimately outside the budget, i.e. the
+  loaded models); from then on a computation starts only when
   the measured growth over that rest (at least the cached bytes) + the reservations in flight + its own need fit
   in the budget. So whatever the estimates miss (pages' figures, sessions, the allocator's retained pages) is
   counted at every start, and the server's peak stays within rest + models + budget + what sessions allocate
@@ -119,6 +120,7 @@ class RunCache:
         self._reserved = 0
         self._cond = threading.Condition()
         self.runs_started = 0  # engine runs begun (cache misses), for tests and status
+        self._finished = 0  # computations ended (done, failed or stopped)
         _caches.add(self)
 
     # ---- reading -----------------------------------------------------------------------------------------
@@ -255,11 +257,15 @@ class RunCache:
                 if reserved:
                     self._reserved -= flight.need
                 flight.state = "done"
+                self._finished += 1
                 self._flights.pop(flight.key, None)
                 self._cond.notify_all()
-            flight.done.set()
             if self._trim is not None:
                 self._trim()  # the computation's temporaries (and anything evicted) back to the system
+            if self._resident is not None:
+                with self._cond:
+                    self._sample_rest()
+            flight.done.set()
 
     def _reserve(self, flight: _Flight) -> None:
         """Wait in the first-come queue (skipping computations whose session is busy) until the flight's memory
@@ -298,6 +304,9 @@ class RunCache:
         Under the lock. Without a `resident` reader, by the estimates alone."""
         if self._resident is None:
             return True, 0
+        self._sample_rest()
+        if self._rest is None:  # no computation finished yet: the models' pages may not all be resident
+            return True, 0
         measured = self._measured()
         if measured + self._reserved + need <= self.budget_bytes:
             return True, 0
@@ -313,15 +322,18 @@ class RunCache:
         idle = self._reserved == 0 and not self._entries and not self._prefixes
         return idle and not evicted, evicted  # nothing left to wait for: start (after a trim and one more look)
 
+    def _sample_rest(self) -> None:
+        """Under the lock, while nothing is reserved and once a computation has finished (it touched every weight
+        of its model): what is neither cached nor a loaded model is the server at rest; the lowest figure is kept."""
+        if self._reserved or (self._rest is None and not self._finished):
+            return
+        rest = self._resident() - self._outside() - self._cached_bytes()
+        self._rest = rest if self._rest is None else min(self._rest, rest)
+
     def _measured(self) -> int:
         """Bytes the budget holds by measurement: the resident bytes' growth over the server at rest (loaded models
-        left out), at least the cached bytes. While nothing is reserved, what is neither cached nor a model is
-        the server at rest: the lowest such figure is kept."""
-        resident, outside, cached = self._resident(), self._outside(), self._cached_bytes()
-        if self._reserved == 0 or self._rest is None:
-            rest = resident - outside - cached
-            self._rest = rest if self._rest is None else min(self._rest, rest)
-        return max(resident - outside - self._rest, cached)
+        left out), at least the cached bytes."""
+        return max(self._resident() - self._outside() - self._rest, self._cached_bytes())
 
     def _next_to_start(self) -> _Flight | None:
         """The first queued run whose session has no other run computing: a session's next run waits for its
