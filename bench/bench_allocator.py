@@ -19,8 +19,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's engine, wherever run from
 
 VARIANTS = {"glibc": (False, False), "arenas": (True, False), "trim": (False, True), "both": (True, True)}
 TEXTS, AT_ONCE, BUDGET_MB = 12, 3, 1500

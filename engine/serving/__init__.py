@@ -12,9 +12,10 @@ _caches: weakref.WeakSet = weakref.WeakSet()  # every RunCache of this process, 
 
 def status() -> dict[str, int]:
     """{"runs_in_flight", "runs_queued", "cached_runs", "budget_mb", "reserved_mb", "cached_mb", "resident_mb",
-    "rest_mb", "capped_sessions"} of this process (resident and rest: as the cache measures them, 0 unmeasured)."""
+    "rest_mb", "models_mb", "capped_sessions"} of this process (resident, rest and models: as the run cache
+    measures them, 0 where it does not)."""
     totals = dict.fromkeys(("runs_in_flight", "runs_queued", "cached_runs", "budget_mb", "reserved_mb",
-                            "cached_mb", "resident_mb", "rest_mb", "capped_sessions"), 0)
+                            "cached_mb", "resident_mb", "rest_mb", "models_mb", "capped_sessions"), 0)
     for cache in list(_caches):
         s = cache.status()
         totals["runs_in_flight"] += s.running
@@ -25,5 +26,6 @@ def status() -> dict[str, int]:
         totals["cached_mb"] += s.cached_bytes >> 20
         totals["resident_mb"] = max(totals["resident_mb"], s.resident_bytes >> 20)  # one process: not summed
         totals["rest_mb"] = max(totals["rest_mb"], s.rest_bytes >> 20)
+        totals["models_mb"] = max(totals["models_mb"], s.outside_bytes >> 20)
         totals["capped_sessions"] += s.sessions
     return totals

@@ -94,6 +94,7 @@ class Status:
     resident_bytes: int = 0  # measured (0 without a `resident` reader)
     rest_bytes: int = 0  # the server at rest, loaded models left out (0 until measured)
     sessions: int = 0  # sessions whose new runs of the last minute are counted (the per-visitor cap)
+    outside_bytes: int = 0  # what `outside()` reports (the loaded models)
 
 
 class RunCache:
@@ -142,7 +143,7 @@ class RunCache:
             queued = len(self._queue)
             resident = self._resident() if self._resident is not None else 0
             return Status(self.budget_bytes, self._cached_bytes(), self._reserved, len(self._entries), running,
-                          queued, resident, self._rest or 0, len(self._started))
+                          queued, resident, self._rest or 0, len(self._started), self._outside())
 
     @property
     def nbytes(self) -> int:
