@@ -38,6 +38,8 @@ def release_closed() -> int:
         if gone or orphans:
             media.remove_orphaned_files()  # drops the download callables no session references any more
         return len(gone)
+    except RuntimeError:  # the event loop changed the sessions while we read them (we run in a script thread):
+        return 0  # the next run releases them
     except AttributeError as err:  # another Streamlit version: leave it to Streamlit
         _LOGGER.warning("cannot release closed sessions' files: %s", err)
         return 0
@@ -55,5 +57,5 @@ def held() -> dict[str, int]:
                 "media_files": len(media._file_metadata), "downloads": len(media._deferred_callables),
                 "sessions_with_files": len(set(media._files_by_session_and_coord)
                                            | set(media._deferred_ids_by_session))}
-    except AttributeError:
+    except (AttributeError, RuntimeError):
         return {}
