@@ -25,10 +25,11 @@ def release_closed() -> int:
     """Drop the media and download references of sessions that are neither connected nor kept for a reconnect;
     how many sessions were released. A no-op outside a running server (AppTest, scripts)."""
     runtime = _runtime()
-    if runtime is None:
+    manager = getattr(runtime, "_session_mgr", None)  # AppTest's stand-in runtime has none
+    if manager is None:
         return 0
     try:
-        known = {info.session.id for info in runtime._session_mgr.list_sessions()}
+        known = {info.session.id for info in manager.list_sessions()}
         media = runtime.media_file_mgr
         with media._lock:
             gone = set(media._files_by_session_and_coord) - known
@@ -41,7 +42,7 @@ def release_closed() -> int:
     except RuntimeError:  # the event loop changed the sessions while we read them (we run in a script thread):
         return 0  # the next run releases them
     except AttributeError as err:  # another Streamlit version: leave it to Streamlit
-        _LOGGER.warning("cannot release closed sessions' files: %s", err)
+        _LOGGER.warning("cannot release closed sessions' files: %s", str(err))  # not err: its frames hold runs
         return 0
 
 
