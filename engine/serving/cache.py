@@ -312,14 +312,12 @@ class RunCache:
         if measured + self._reserved + need <= self.budget_bytes:
             return True, 0
         evicted = 0
-        while self._entries and measured + self._reserved + need > self.budget_bytes:
-            before = self._cached_bytes()
-            self._entries.popitem(last=False)  # its bytes leave the measurement once it is freed and trimmed
-            measured -= before - self._cached_bytes()
-            evicted += 1
-        while self._prefixes and measured + self._reserved + need > self.budget_bytes:
-            self._prefixes.popitem(last=False)
-            evicted += 1
+        for held in (self._entries, self._prefixes):  # least recently used first; then stopped runs' prefixes
+            while held and measured + self._reserved + need > self.budget_bytes:
+                before = self._cached_bytes()
+                held.popitem(last=False)  # its bytes leave the measurement once it is freed and trimmed
+                measured -= before - self._cached_bytes()
+                evicted += 1
         idle = self._reserved == 0 and not self._entries and not self._prefixes
         return idle and not evicted, evicted  # nothing left to wait for: start (after a trim and one more look)
 
