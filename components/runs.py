@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 import engine
-from components import state
+from components import visitor
 from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
@@ -60,7 +60,7 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     cache = run_cache(settings.memory_mb, settings.trace_cache_entries, settings.runs_per_minute)
     with show_waiting() as on_wait:
         return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
-                              max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+                              max_tokens=settings.max_tokens, session=visitor.key(settings), on_wait=on_wait)
 
 
 def later(model_name: str, model: engine.Model, trace: engine.Trace, text: str, causal: bool | None,
@@ -96,4 +96,5 @@ def get_generation(model: engine.Model, text: str, settings: generation.Generate
     every run: cached, shared, or written in a new run; on_wait(waiting, ids written so far) while it runs."""
     cache = run_cache(app_settings.memory_mb, app_settings.trace_cache_entries, app_settings.runs_per_minute)
     return generation.get_generation(cache, generation_progress(), model, text, settings, heads_off=heads_off,
-                                     max_tokens=app_settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+                                     max_tokens=app_settings.max_tokens, session=visitor.key(app_settings),
+                                     on_wait=on_wait)
