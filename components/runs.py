@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 import engine
-from components import visitor
+from components import visitor, warm_start
 from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
@@ -36,7 +36,8 @@ def load(name: str, settings: Settings, progress=None) -> engine.Model:
 
 
 def get_model(name: str, settings: Settings) -> engine.Model:
-    """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
+    """The shared model; the first load in a server process shows its progress (a cold start dequantises), also
+    to visitors who arrive while the server loads it at its start (components/warm_start.py)."""
     store = model_store()
     if name in store:
         return store.get(name, lambda: load(name, settings))
@@ -47,6 +48,7 @@ def get_model(name: str, settings: Settings) -> engine.Model:
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
+        warm_start.follow(name, progress)  # the server's own load of it, begun at its start, if one is running
         model = store.get(name, lambda: load(name, settings, progress))
     slot.empty()
     return model
