@@ -19,10 +19,11 @@ from websockets.sync.client import ClientConnection, connect
 
 @dataclass
 class Page:
-    """What one run of the script drew: alert texts (warnings, errors, infos, as a visitor reads them), charts and
-    exceptions."""
+    """What one run of the script drew: alert texts (warnings, errors, infos, as a visitor reads them), progress
+    bar updates, charts and exceptions."""
 
     alerts: list[str] = field(default_factory=list)
+    progress: list[tuple[int, str]] = field(default_factory=list)  # every progress bar update: (percent, text)
     charts: int = 0
     exceptions: list[str] = field(default_factory=list)
 
@@ -95,6 +96,8 @@ class Tab:
             which = element.WhichOneof("type")
             if which == "alert":
                 page.alerts.append(as_read(element.alert.body))
+            elif which == "progress":
+                page.progress.append((element.progress.value, as_read(element.progress.text)))
             elif which == "plotly_chart":
                 page.charts += 1
             elif which == "exception":

@@ -1,0 +1,57 @@
+"""The warm start through a real server (`streamlit run replica.py`): the default model starts loading as the
+server starts, before any session; a visitor who arrives during the load follows its progress, then sees the
+first chart; the model is loaded once.
+
+The weight cache is empty here (a fresh ATTN_EXPLORER_CACHE), so the load dequantises SmolLM2 (15-30 s on two
+cores, longer on a busy machine) and is certainly still going when the visitor, who opens the page as soon as the
+server answers, arrives. bench/bench_first_visit.py measures the same with a warm cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.browser import streamlit_server
+from tests.streamlit_client import Tab
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def replica_status(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/replica/status", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_default_model_loads_before_any_visitor_and_a_visitor_follows_the_load(tmp_path):
+    env = {"ATTN_EXPLORER_CACHE": str(tmp_path / "cache"), "ATTN_EXPLORER_ALLOW_CUSTOM_MODELS": "0",
+           "ATTN_EXPLORER_MAX_TOKENS": "64"}
+    with streamlit_server(tmp_path / "server.log", env=env, script="replica.py") as url:
+        before = replica_status(url)  # as soon as the server answers: nobody has opened the page
+        assert before["sessions"] == 0
+        assert before["warm_start"]["model"] == "smollm2-135m" and before["warm_start"]["state"] == "loading"
+        deadline = time.monotonic() + 60
+        while (status := replica_status(url))["warm_start"]["message"] == "starting":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["sessions"] == 0 and status["warm_start"]["state"] == "loading"  # under way, no session
+
+        tab = Tab(url, "127.0.0.1", timeout=500)
+        page = tab.run({})  # the default page, while the server's load is still going
+        tab.close()
+        assert not page.exceptions and page.charts, page
+        percents = [percent for percent, _ in page.progress]
+        assert len(set(percents)) >= 2 and percents == sorted(percents), page.progress  # the load's progress
+        assert any("dequantising" in text for _, text in page.progress), page.progress
+
+        after = replica_status(url)
+        assert after["warm_start"]["state"] == "ready"
+        again = Tab(url, "127.0.0.1")
+        second = again.run({})  # once loaded, a new visitor gets the chart without any load
+        again.close()
+        assert second.charts and not second.progress and not second.exceptions
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
