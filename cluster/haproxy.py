@@ -4,7 +4,8 @@
     python -m cluster.haproxy --port 80 --bind 0.0.0.0 a=10.0.0.11:8501 b=10.0.0.12:8501
 
 Each upstream is `host:port` (named r1, r2, … in order) or `name=host:port`; the name is the value of the
-sticky cookie and the `<name>` in /replica/<name>/status.
+sticky cookie and the `<name>` in /replica/<name>/status. --client-conns and --client-rate set the per-client
+limits (open connections, new connections per minute; past them the pages in cluster/pages/, status 429).
 """
 
 from __future__ import annotations
