@@ -4,6 +4,7 @@ warms it).
 
     .venv/bin/python bench/bench_first_visit.py --runs 5                 # streamlit run replica.py (warm start)
     .venv/bin/python bench/bench_first_visit.py --runs 5 --entry app.py  # streamlit run app.py (no warm start)
+    .venv/bin/python bench/bench_first_visit.py --runs 5 --entry app.py --entry replica.py   # both, alternating
 
 Headless Chromium (Debian's, through Playwright) is started once before the runs, so its own start is not
 counted. Each run prints when the server answered, when the page's first chart (the attention pattern) was
@@ -68,24 +69,28 @@ def first_visit(browser, entry: str, log: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--entry", default="replica.py", help="the script `streamlit run` starts")
+    parser.add_argument("--entry", action="append", help="the script `streamlit run` starts (default replica.py; "
+                        "given more than once, the entries alternate run by run)")
     parser.add_argument("--log", default="/tmp/bench_first_visit.log")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    entries = args.entry or ["replica.py"]
     load = os.getloadavg()[0]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        first_visit(browser, args.entry, Path(args.log))  # warms the weight cache (and the OS's file cache)
-        charts = []
+        first_visit(browser, entries[0], Path(args.log))  # warms the weight cache (and the OS's file cache)
+        charts: dict[str, list[float]] = {entry: [] for entry in entries}
         for run in range(args.runs):
-            answered, charted = first_visit(browser, args.entry, Path(args.log))
-            charts.append(charted)
-            print(f"run {run + 1}: server answered after {answered:.1f} s, first chart after {charted:.1f} s",
-                  flush=True)
+            for entry in entries:
+                answered, charted = first_visit(browser, entry, Path(args.log))
+                charts[entry].append(charted)
+                print(f"run {run + 1}, {entry}: server answered after {answered:.1f} s, first chart after "
+                      f"{charted:.1f} s", flush=True)
         browser.close()
-    print(f"{args.entry}: first chart {statistics.median(charts):.1f} s after the server's start (median of "
-          f"{args.runs}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    for entry, seconds in charts.items():
+        print(f"{entry}: first chart {statistics.median(seconds):.1f} s after the server's start (median of "
+              f"{args.runs}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)")
 
 
 if __name__ == "__main__":
