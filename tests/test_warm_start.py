@@ -1,6 +1,7 @@
 """The warm start through a real server (`streamlit run replica.py`): the default model starts loading as the
 server starts, before any session; a visitor who arrives during the load follows its progress, then sees the
-first chart; the model is loaded once.
+first chart; the warm start has also run the default page's sentence, so the next visitor's default page
+computes nothing.
 
 The weight cache is empty here (a fresh ATTN_EXPLORER_CACHE), so the load dequantises SmolLM2 (15-30 s on two
 cores, longer on a busy machine) and is certainly still going when the visitor, who opens the page as soon as the
@@ -41,18 +42,22 @@ def test_the_default_model_loads_before_any_visitor_and_a_visitor_follows_the_lo
         assert status["warm_start"]["state"] == "loading"  # under way, and no session yet
 
         tab = Tab(url, "127.0.0.1", timeout=500)
-        page = tab.run({})  # the default page, while the server's load is still going
+        page = tab.run({"text": "The first visitor's own sentence."})  # while the server's load is still going
         tab.close()
         assert not page.exceptions and page.charts, page
         percents = [percent for percent, _ in page.progress]
         assert len(set(percents)) >= 2 and percents == sorted(percents), page.progress  # the load's progress
         assert any("dequantising" in text for _, text in page.progress), page.progress
 
-        after = replica_status(url)
-        assert after["warm_start"]["state"] == "ready"
+        assert replica_status(url)["warm_start"]["state"] == "ready"
+        # the warm start also ran the default page's sentence: two runs kept, that one and the visitor's
+        while (status := replica_status(url))["cached_runs"] < 2:
+            assert time.monotonic() < deadline + 300, status
+            time.sleep(0.2)
         again = Tab(url, "127.0.0.1")
-        second = again.run({})  # once loaded, a new visitor gets the chart without any load
+        second = again.run({})  # the default page: no load, and its run is the warm start's (no new run)
         again.close()
         assert second.charts and not second.progress and not second.exceptions
+        assert replica_status(url)["cached_runs"] == 2
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
