@@ -4,8 +4,8 @@ first chart; the warm start has also run the default page's sentence, so the nex
 computes nothing.
 
 The weight cache is empty here (a fresh ATTN_EXPLORER_CACHE), so the load dequantises SmolLM2 (15-30 s on two
-cores, longer on a busy machine) and is certainly still going when the visitor, who opens the page as soon as the
-server answers, arrives. bench/bench_first_visit.py measures the same with a warm cache.
+cores, longer on a busy machine) and is certainly still going when the visitor, who opens a page as soon as the
+load is under way, arrives. bench/bench_first_visit.py measures the first chart's time with a warm cache.
 """
 
 from __future__ import annotations
