@@ -9,6 +9,7 @@ Nothing here runs a Streamlit command: the thread has no session. The model goes
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class Loading:
                 "seconds": round(self.seconds if self.seconds is not None else time.monotonic() - self.started, 1)}
 
 
+_LOG = logging.getLogger(__name__)
 _LOADS: dict[str, Loading] = {}
 _LOCK = threading.Lock()
 
@@ -88,8 +90,8 @@ def _load(loading: Loading) -> None:
         serving.get_trace(cache, model, view.text, causal=view.causal, heads_off=view.heads_off,
                           max_tokens=options.max_tokens)
         import components.views.registry  # noqa: F401 - every view module, as app.py imports them
-    except Exception:  # noqa: BLE001, S110 - a head start only: the visitor's own page does the same and reports
-        pass
+    except Exception as err:  # noqa: BLE001 - a head start only: the visitor's own page does the same and reports
+        _LOG.warning("warm start: the default page's run failed (%s: %s)", type(err).__name__, err)
 
 
 def follow(model: str, progress: Callable[[float, str], None], poll_s: float = 0.1) -> None:
