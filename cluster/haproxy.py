@@ -4,7 +4,8 @@
     python -m cluster.haproxy --port 80 --bind 0.0.0.0 a=10.0.0.11:8501 b=10.0.0.12:8501
 
 Each upstream is `host:port` (named r1, r2, … in order) or `name=host:port`; the name is the value of the
-sticky cookie and the `<name>` in /replica/<name>/status.
+sticky cookie and the `<name>` in /replica/<name>/status. --client-conns and --client-rate set the per-client
+limits (open connections, new connections per minute; past them the pages in cluster/pages/, status 429).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
+PAGES = Path(__file__).resolve().with_name("pages")  # the 429 pages a client past its limits gets
+CLIENT_CONNS = 16  # open connections per client address: ~10 tabs of the app from one browser
+CLIENT_RATE = 120  # new connections per client address and minute
 COOKIE = "attn_replica"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
@@ -45,10 +49,16 @@ def parse_upstreams(items: list[str]) -> list[Upstream]:
     return upstreams
 
 
-def render(upstreams: list[Upstream], port: int, bind: str = "127.0.0.1", stats_auth: str | None = None) -> str:
-    """The HAProxy configuration: the template with the listening address and one server line per upstream."""
+def render(upstreams: list[Upstream], port: int, bind: str = "127.0.0.1", stats_auth: str | None = None,
+           client_conns: int = CLIENT_CONNS, client_rate: int = CLIENT_RATE) -> str:
+    """The HAProxy configuration: the template with the listening address, the per-client limits (open
+    connections, new connections per minute) and one server line per upstream."""
     if stats_auth is not None and not re.fullmatch(r"[^\s:]+:\S+", stats_auth):
         raise ValueError("stats auth must be user:password without spaces")
+    if client_conns < 1 or client_rate < 1:
+        raise ValueError("the per-client limits must be at least 1")
+    if '"' in str(PAGES):
+        raise ValueError(f"the pages folder {PAGES} has a quote in its path")
     servers = "\n".join(f"    server {u.name} {u.address} cookie {u.name}" for u in upstreams)
     use_servers = "\n".join(f"    use-server {u.name} if {{ var(txn.replica) -m str {u.name} }}" for u in upstreams)
     values = {
@@ -56,6 +66,9 @@ def render(upstreams: list[Upstream], port: int, bind: str = "127.0.0.1", stats_
         "@PORT@": str(port),
         "@COOKIE@": COOKIE,
         "@STATS_AUTH@": f"    stats auth {stats_auth}" if stats_auth else "",
+        "@PAGES@": str(PAGES),
+        "@CLIENT_CONNS@": str(client_conns),
+        "@CLIENT_RATE@": str(client_rate),
         "@USE_SERVERS@": use_servers,
         "@SERVERS@": servers,
     }
@@ -71,9 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8500, help="port the balancer listens on")
     parser.add_argument("--bind", default="127.0.0.1", help="address the balancer listens on (0.0.0.0: all)")
     parser.add_argument("--stats-auth", default=None, help="user:password for /haproxy (default: open)")
+    parser.add_argument("--client-conns", type=int, default=CLIENT_CONNS,
+                        help=f"open connections per client address (default {CLIENT_CONNS})")
+    parser.add_argument("--client-rate", type=int, default=CLIENT_RATE,
+                        help=f"new connections per client address and minute (default {CLIENT_RATE})")
     args = parser.parse_args(argv)
     try:
-        print(render(parse_upstreams(args.upstreams), args.port, args.bind, args.stats_auth), end="")
+        print(render(parse_upstreams(args.upstreams), args.port, args.bind, args.stats_auth, args.client_conns,
+                     args.client_rate), end="")
     except ValueError as err:
         parser.error(str(err))
 

@@ -2,7 +2,8 @@
 /replica/<name>/status): who it is, its sessions, its runs in flight and queued, its memory.
 
     {"replica": "r1", "pid": 1234, "state": "ONE_OR_MORE_SESSIONS_CONNECTED", "sessions": 3,
-     "runs_in_flight": 1, "runs_queued": 0, "rss_mb": 1180, "uptime_s": 312}
+     "runs_in_flight": 1, "runs_queued": 0, "rss_mb": 1180, "uptime_s": 312,
+     "warm_start": {"model": "smollm2-135m", "state": "ready", "message": "ready", "seconds": 2.1}}
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def runtime_state() -> str:
     return Runtime.instance().state.name if Runtime.exists() else "NOT_STARTED"
 
 
+def warm_start_status() -> dict | None:
+    """The default model's load begun at the server's start (components/warm_start.py): model, state (loading,
+    ready, failed), its latest message and seconds; None if this server did not start one."""
+    module = sys.modules.get("components.warm_start")
+    loading = module.current() if module is not None else None
+    return loading.status() if loading is not None else None
+
+
 def replica_status() -> dict:
     """Everything an operator needs about this replica, in one JSON-ready dict."""
     return {
@@ -62,4 +71,5 @@ def replica_status() -> dict:
         **held(),
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20),
         "uptime_s": round(time.time() - STARTED),
+        "warm_start": warm_start_status(),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import engine
-from components import runs, state
+from components import runs, visitor
 from components.settings import Settings
 from components.waiting import show_waiting
 from engine.analysis.icl import ICLCheck, icl_losses
@@ -27,7 +27,7 @@ def _get(key: tuple, compute: Callable[[], object], model: engine.Model, setting
     need = run_bytes(model.config, PROBE_TOKENS)
     with show_waiting() as on_wait:
         return runs.shared_cache(settings).get(key, lambda cancel, prefix: compute(), need,
-                                               session=state.session_id(), on_wait=on_wait)
+                                               session=visitor.key(settings), on_wait=on_wait)
 
 
 def roles(model: engine.Model, causal: bool | None, heads_off: frozenset[tuple[int, int]],

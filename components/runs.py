@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 import engine
-from components import state
+from components import visitor, warm_start
 from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
@@ -47,7 +47,8 @@ def load(name: str, settings: Settings, progress=None) -> engine.Model:
 
 
 def get_model(name: str, settings: Settings) -> engine.Model:
-    """The shared model; the first load in a server process shows its progress (a cold start dequantises)."""
+    """The shared model; the first load in a server process shows its progress (a cold start dequantises), also
+    to visitors who arrive while the server loads it at its start (components/warm_start.py)."""
     store = model_store()
     if name in store:
         return store.get(name, lambda: load(name, settings))
@@ -58,6 +59,7 @@ def get_model(name: str, settings: Settings) -> engine.Model:
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
+        warm_start.follow(name, progress)  # the server's own load of it, begun at its start, if one is running
         model = store.get(name, lambda: load(name, settings, progress))
     slot.empty()
     return model
@@ -71,7 +73,7 @@ def get_trace(model: engine.Model, text: str, causal: bool | None, heads_off: fr
     cache = shared_cache(settings)
     with show_waiting() as on_wait:
         return runs.get_trace(cache, model, text, causal=causal, heads_off=heads_off, patch=patch,
-                              max_tokens=settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+                              max_tokens=settings.max_tokens, session=visitor.key(settings), on_wait=on_wait)
 
 
 def later(model_name: str, model: engine.Model, trace: engine.Trace, text: str, causal: bool | None,
@@ -107,4 +109,5 @@ def get_generation(model: engine.Model, text: str, settings: generation.Generate
     every run: cached, shared, or written in a new run; on_wait(waiting, ids written so far) while it runs."""
     cache = shared_cache(app_settings)
     return generation.get_generation(cache, generation_progress(), model, text, settings, heads_off=heads_off,
-                                     max_tokens=app_settings.max_tokens, session=state.session_id(), on_wait=on_wait)
+                                     max_tokens=app_settings.max_tokens, session=visitor.key(app_settings),
+                                     on_wait=on_wait)

@@ -78,6 +78,7 @@ class Settings:
     trace_cache_entries: int  # finished runs kept (also bounded by memory_mb)
     memory_mb: int  # memory for runs in flight and finished runs together; runs that do not fit wait
     runs_per_minute: int  # new runs one visitor may start per minute
+    trust_forwarded: bool = False  # is the visitor the X-Forwarded-For client (a trusted balancer in front)?
 
     def load_options(self) -> dict:
         """Keyword arguments for engine.load that carry this server's limits and policy."""
@@ -113,4 +114,5 @@ def load() -> Settings:
         trace_cache_entries=_int("ATTN_EXPLORER_TRACE_CACHE_ENTRIES", 64),
         memory_mb=_int("ATTN_EXPLORER_MEMORY_MB", default_budget_bytes() >> 20),
         runs_per_minute=_int("ATTN_EXPLORER_RUNS_PER_MINUTE", 30),
+        trust_forwarded=_bool("ATTN_EXPLORER_TRUST_FORWARDED", False),
     )

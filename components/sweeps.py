@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable
 
 import streamlit as st
 
-from components import runs, state
+from components import runs, visitor
 from components.settings import Settings
 from components.waiting import describe
 from engine.analysis.compare import Progress, Sweep
@@ -76,6 +76,6 @@ def get(key: Hashable, compute: Callable[[Progress], Sweep], label: str, need_by
             bar.progress(done.fraction(key), text=label)
 
     try:
-        return runs.shared_cache(settings).get(key, work, need_bytes, session=state.session_id(), on_wait=on_wait)
+        return runs.shared_cache(settings).get(key, work, need_bytes, session=visitor.key(settings), on_wait=on_wait)
     finally:
         bar.empty()

@@ -13,17 +13,22 @@
 #   --upstreams LIST        name=host:port,… : balance these replicas instead of starting local ones
 #   --no-balancer           start only the replicas
 #   --stats-auth USER:PASS  password for the balancer's status page (/haproxy)
+#   --client-conns N        open connections per client address (default 16: every open tab holds one, a browser
+#                           adds up to ~6 while it loads a page); past it a short page says why (429)
+#   --client-rate N         new connections per client address and minute (default 120); past it: a 429 page
 #   --run-dir DIR           generated haproxy.cfg and the logs (default: a new folder under /tmp)
 #   --no-restart            a replica that exits stays down (default: restarted after 2 s)
 #   --no-setup              skip scripts/setup.sh (the caller set up .venv/ and HAProxy already)
 #   -- ARGS                 passed to every `streamlit run` (e.g. -- --server.maxMessageSize 400)
 # Every ATTN_EXPLORER_* setting in this environment (and .streamlit/secrets.toml) reaches every local replica.
+# Local replicas on a loopback address behind this balancer trust its X-Forwarded-For (ATTN_EXPLORER_TRUST_FORWARDED
+# =1, unless set): the app's per-visitor caps then apply per client address, not per tab.
 # Ctrl-C or TERM stops the balancer and every replica.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 replicas=2 replica_port=8601 replica_address=127.0.0.1 name_prefix=r port=8500 bind=127.0.0.1
-upstreams="" balancer=1 stats_auth="" run_dir="" restart=1 setup=1 streamlit_args=()
+upstreams="" balancer=1 stats_auth="" client_conns=16 client_rate=120 run_dir="" restart=1 setup=1 streamlit_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --replicas) replicas=$2; shift 2 ;;
@@ -35,6 +40,8 @@ while [ $# -gt 0 ]; do
     --upstreams) upstreams=$2; replicas=0; shift 2 ;;
     --no-balancer) balancer=0; shift ;;
     --stats-auth) stats_auth=$2; shift 2 ;;
+    --client-conns) client_conns=$2; shift 2 ;;
+    --client-rate) client_rate=$2; shift 2 ;;
     --run-dir) run_dir=$2; shift 2 ;;
     --no-restart) restart=0; shift ;;
     --no-setup) setup=0; shift ;;
@@ -88,6 +95,12 @@ run_replica() {
 
 # Replicas listen on a loopback address but serve visitors through the balancer: no local folders unless asked for.
 export ATTN_EXPLORER_ALLOW_LOCAL_FOLDERS="${ATTN_EXPLORER_ALLOW_LOCAL_FOLDERS:-0}"
+# Behind this balancer, on loopback, only the balancer (and this machine's users) reach the replicas: the client's
+# address it appends to X-Forwarded-For is the visitor. Replicas listening on other addresses trust no header
+# unless the operator says so.
+if [ $balancer = 1 ] && [[ "$replica_address" =~ ^(127\.|localhost$|::1$) ]]; then
+  export ATTN_EXPLORER_TRUST_FORWARDED="${ATTN_EXPLORER_TRUST_FORWARDED:-1}"
+fi
 settings=$(env | grep -o '^ATTN_EXPLORER_[A-Z_]*' | sort | paste -sd ' ' || true)
 upstream_list=()
 for ((i = 0; i < replicas; i++)); do
@@ -103,7 +116,7 @@ done
 if [ $balancer = 1 ]; then
   config="$run_dir/haproxy.cfg"
   "$py" -m cluster.haproxy --port "$port" --bind "$bind" ${stats_auth:+--stats-auth "$stats_auth"} \
-    "${upstream_list[@]}" >"$config"
+    --client-conns "$client_conns" --client-rate "$client_rate" "${upstream_list[@]}" >"$config"
   "$haproxy_bin" -c -q -f "$config"
   "$haproxy_bin" -db -f "$config" >>"$run_dir/haproxy.log" 2>&1 &
   haproxy_pid=$!

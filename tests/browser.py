@@ -33,13 +33,12 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def streamlit_server(log_path: Path, env: dict[str, str] | None = None, timeout: float = 120, app: str = "app.py"):
-    """Start `streamlit run app.py` (or `app`, e.g. replica.py) on a free port; yield its URL; always stop it (and
-    its children)."""
+def streamlit_server(log_path: Path, env: dict[str, str] | None = None, timeout: float = 120, script: str = "app.py"):
+    """Start `streamlit run app.py` (or `script`) on a free port; yield its URL; always stop it (and its children)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / app), "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / script), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]
     with log_path.open("w") as log:

@@ -54,7 +54,7 @@ def test_a_hundred_visitors_one_after_another_leave_no_creep(tmp_path):
         pytest.skip(f"{CHROMIUM} is missing: `bash scripts/setup.sh --dev` installs Debian's chromium")
     env = {"ATTN_EXPLORER_MEMORY_MB": str(BUDGET_MB), "ATTN_EXPLORER_RUNS_PER_MINUTE": "1000"}
     log = tmp_path / "server.log"
-    with streamlit_server(log, env=env, app="replica.py") as url, chromium(tmp_path / "profile") as blank:
+    with streamlit_server(log, env=env, script="replica.py") as url, chromium(tmp_path / "profile") as blank:
         server = psutil.Process(status(url)["pid"])
         context, rss, started = blank.context, [], time.monotonic()
         missed: dict[str, list[int]] = {tab: [] for tab in TABS}
