@@ -142,3 +142,17 @@ def logit_attribution(model: Model, trace: Trace, position: int, target: int,
     return LogitAttribution(position=position, target=target, baseline=baseline, heads=readonly(heads),
                             heads_by_source=readonly(by_source), mlps=readonly(mlps), embed=embed, bias=bias,
                             total=total, actual=logit_difference(trace, position, target, baseline))
+
+
+def single_token(model: Model, text: str) -> int:
+    """The id of the one token `text` is (as the tokenizer reads it inside a text, no special tokens added);
+    InputError when it is empty or more than one token."""
+    if not isinstance(text, str) or not text:
+        raise InputError("type a token, e.g. “ Paris” (with its leading space).")
+    with model._tokenizer_lock:
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        shown = " | ".join(model.readable(ids)) if ids else "nothing"
+        raise InputError(f"“{text}” is not one token of {model.config.name}'s vocabulary: it reads as {len(ids)} "
+                         f"tokens ({shown}). Type a single token.")
+    return int(ids[0])
