@@ -32,7 +32,7 @@ from ..model import Model
 from ..trace import Trace
 from .attribution import check_position
 
-BLOCK_ELEMENTS = 1 << 23  # the [n_heads, rows, keys, d_model] block of parts: 8 M floats (32 MB) at most
+BLOCK_ELEMENTS = 1 << 22  # the [n_heads, rows, keys, d_model] block of parts: 4 M floats (16 MB), reused
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,17 @@ def flow_contributions(model: Model, trace: Trace, layer: int, rows: Sequence[in
                  else torch.zeros(r, device=trace.device))
     per_row = H * n * cfg.d_model
     size = max(1, BLOCK_ELEMENTS // per_row)
+    buffer = torch.empty(H * size * n * cfg.d_model, device=trace.device)  # one block's parts, reused
+    pattern = trace.pattern_rows(layer, slice(rows[0], rows[-1] + 1))[:, index - rows[0]].float()  # [H, r, n]
     for start in range(0, r, size):
         chunk = slice(start, min(start + size, r))
-        positions = rows[chunk]
-        keys = positions[-1] + 1 if trace.causal else n  # later keys have α = 0 under a causal mask
-        alpha = torch.stack([trace.pattern_rows(layer, slice(p, p + 1))[:, 0, :keys] for p in positions], 1)
-        parts = alpha.float()[..., None] * u[:, None, :keys]  # [n_heads, c, keys, d_model]
-        parts.neg_().add_(whole[chunk][None, :, None])  # whole − part, in place
-        head_prox[:, chunk, :keys] = (whole_l1[chunk][None, :, None] - parts.abs_().sum(-1)).clamp_min(0)
-        del parts
+        keys = rows[chunk.stop - 1] + 1 if trace.causal else n  # later keys have α = 0 under a causal mask
+        # whole − α·u for every (head, row, key): [n_heads, c, keys, d_model], then its L1 norm (two passes)
+        rest = buffer[: H * (chunk.stop - chunk.start) * keys * cfg.d_model].view(H, -1, keys, cfg.d_model)
+        torch.addcmul(whole[chunk][None, :, None], pattern[:, chunk, :keys, None], u[:, None, :keys], value=-1,
+                      out=rest)
+        rest_l1 = rest.abs_().sum(-1)  # [n_heads, c, keys]
+        head_prox[:, chunk, :keys] = (whole_l1[chunk][None, :, None] - rest_l1).clamp_min(0)
     total = head_prox.sum((0, 2)) + res_prox + bias_prox  # [r]
     safe = torch.where(total > 0, total, 1)
     mlp_out = stored["mlp_out"][index].float()
