@@ -23,7 +23,7 @@ from components.content import SENTENCES  # noqa: E402
 from engine.analysis.attribution import logit_difference  # noqa: E402
 from engine.analysis.roles import head_roles  # noqa: E402
 
-SENTENCE = SENTENCES["eiffel"][1]
+SENTENCE = SENTENCES["paris"][1]  # "The capital of France is"
 THRESHOLD = 0.04
 MOVES = 0.1  # as components/views/why.py
 
@@ -56,7 +56,7 @@ def main() -> None:
         top = np.argsort(-np.abs(side))[:3]
         print(f"   {name}: " + ", ".join(f"{parts[i]} {side[i]:+.2f}" for i in top))
 
-    text = SENTENCES["paris"][1]
+    text = SENTENCE
     trace = model.run(text)
     last = trace.n_tokens - 1
     target, baseline = trace.logits_at(last).topk(2).indices.tolist()
