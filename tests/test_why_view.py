@@ -141,3 +141,20 @@ def test_minilm_has_no_prediction_to_explain(minilm):
     at.radio(key="why_section").set_value("flow").run()
     no_errors(at)
     assert "why_flow" in charts(at)
+
+
+def test_a_long_text_gets_the_route_on_request(smollm, monkeypatch):
+    from components.views import why
+
+    monkeypatch.setattr(why, "ROUTE_AUTO", 4)  # "long" from 5 tokens on, so the test stays quick
+    text = "The capital of France is"
+    at = start(tab="why", text=text, **{"why.section": "flow", "why.threshold": "0.2"})
+    no_errors(at)
+    assert "why_flow" not in charts(at)
+    at.toggle(key="why_route").set_value(True).run()
+    no_errors(at)
+    trace = smollm.run(text)
+    route = engine.flow_route(smollm, trace, trace.n_tokens - 1, 0.2)
+    dots = [t for t in charts(at)["why_flow"]["data"] if t.get("mode") == "markers"]
+    got = sorted(map(tuple, dots[0]["customdata"])) if dots else []
+    assert got == sorted((e.layer, e.head) for e in route.head_edges())

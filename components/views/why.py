@@ -35,6 +35,7 @@ TOP_PARTS = 12  # bars in the largest-parts figure
 TOP_EDGES = 10  # route edges checked against the model
 MOVES = 0.1  # a head "moves" the target's logit difference when switching it off changes it by more than this
 GRAPH_AUTO = 64  # tokens up to which the whole flow graph is computed without asking
+ROUTE_AUTO = 256  # tokens up to which the route is computed without asking (beyond: on request, with progress)
 ROLE_MIN = 0.3  # a head's role is named in the sentence where its probe score reaches this
 
 
@@ -339,6 +340,20 @@ def route_of(model: engine.Model, trace: engine.Trace, position: int, threshold:
     return flow_route(model, trace, position, threshold)
 
 
+def long_route(ctx: ViewContext, position: int, threshold: float) -> engine.Route:
+    """The route, cached per run; past ROUTE_AUTO tokens computed with a progress bar."""
+    model, trace = ctx.model, ctx.trace
+    if trace.n_tokens <= ROUTE_AUTO:
+        return per_trace(route_of, model, trace, position, threshold)
+    key = ("why_route_of", trace.uid, position, threshold)
+    if st.session_state.get("why_route_key") != key:
+        bar = st.progress(0.0, text="Following the route down the layers…")
+        route = flow_route(model, trace, position, threshold, progress=lambda done: bar.progress(min(done, 1.0)))
+        bar.empty()
+        st.session_state["why_route_key"], st.session_state["why_route_value"] = key, route
+    return st.session_state["why_route_value"]
+
+
 def whole_graph(model: engine.Model, trace: engine.Trace, threshold: float) -> list:
     """Every head edge at or above the threshold, every layer and query."""
     from engine.analysis.flow import RouteEdge
@@ -360,8 +375,10 @@ def render_flow(ctx: ViewContext, position: int, tokens: tuple[int, int | None] 
     threshold = st.slider("Threshold: keep edges whose share is at least", 0.01, 0.5, value=min(max(raw, 0.01), 0.5),
                           step=0.01, key="why_threshold")
     state.set_value(THRESHOLD, float(threshold))
+    if not on_request(trace.n_tokens, ROUTE_AUTO, "why_route", "the route"):
+        return
     try:
-        route = per_trace(route_of, model, trace, position, float(threshold))
+        route = long_route(ctx, position, float(threshold))
     except engine.EngineError as err:
         st.info(markdown_literal(f"The route is not available here: {err}"))
         return
@@ -391,6 +408,10 @@ def render_flow(ctx: ViewContext, position: int, tokens: tuple[int, int | None] 
 def render_check(ctx: ViewContext, position: int, tokens: tuple[int, int | None], edges: list) -> None:
     """For each top edge, the change of the target's logit difference when its head is switched off."""
     model, s = ctx.model, ctx.state
+    if s.patch is not None:
+        st.info("The check switches heads off in the app's run; it is not run while a patch is applied (“Clear "
+                "the patch” at the top goes back to the unpatched run).")
+        return
     target, baseline = tokens
     base = logit_difference(ctx.trace, position, target, baseline)
     effects = {}
