@@ -19,6 +19,7 @@ models (BERT) carry the parts through every earlier norm with its scale frozen a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 
@@ -86,33 +87,33 @@ def part_names(cfg: ModelConfig, layer: int) -> list[str]:
     return names
 
 
-def residual_parts(trace: Trace, layer: int, position: int) -> torch.Tensor:
-    """[n_parts, d_model] float64: the parts (names: part_names) of resid_pre[layer] at `position`; they sum to it.
+def residual_parts(trace: Trace, layer: int, positions: Sequence[int]) -> torch.Tensor:
+    """[n_parts, m, d_model] float64: the parts (names: part_names) of resid_pre[layer] at each of `positions`;
+    they sum to it.
 
     A head's part is its head_out (its z through W_O; b_V rides in z); the bias part holds every b_O and, for
     post-norm models, every norm's bias. Post-norm: each earlier block's two norms are applied to every part
-    with their scale frozen at this position."""
+    with their scale frozen at each position."""
     cfg, w = trace.config, trace._weights
-    parts = [trace["resid_pre", 0][position].double(), torch.zeros(cfg.d_model, dtype=torch.float64,
-                                                                     device=trace.device)]
-    out = torch.stack(parts)  # [2, d_model]: embed, bias
+    index = torch.tensor(list(positions), dtype=torch.long, device=trace.device)
+    embed = trace.layers[0]["resid_pre"][index].double()  # [m, d_model]
+    out = torch.stack([embed, torch.zeros_like(embed)])  # [2, m, d_model]: embed, bias
     for earlier in range(layer):
         stored, block = trace.layers[earlier], w.blocks[earlier]
-        z = stored["z"][:, position].double()  # [n_heads, d_head]
-        heads = torch.einsum("he,hed->hd", z, block.attn.W_O.double())  # [n_heads, d_model]
+        z = stored["z"][:, index]  # [n_heads, m, d_head]
+        heads = torch.einsum("hme,hed->hmd", z, block.attn.W_O).double()  # [n_heads, m, d_model]
         if block.attn.b_O is not None:
             out[1] = out[1] + block.attn.b_O.double()
         if cfg.norm_placement == "post":
-            attn_sum = stored["resid_pre"][position].double() + stored["attn_out"][position].double()
-            out = torch.cat([out, heads])
-            out = apply(out, block.ln1, scale(attn_sum, cfg), cfg)
+            attn_sum = stored["resid_pre"][index].double() + stored["attn_out"][index].double()  # [m, d_model]
+            out = apply(torch.cat([out, heads]), block.ln1, scale(attn_sum, cfg), cfg)
             if block.ln1.b is not None:
                 out[1] = out[1] + block.ln1.b.double()
-            mlp_out = stored["mlp_out"][position].double()
-            mlp_sum = stored["resid_mid"][position].double() + mlp_out
+            mlp_out = stored["mlp_out"][index].double()
+            mlp_sum = stored["resid_mid"][index].double() + mlp_out
             out = apply(torch.cat([out, mlp_out[None]]), block.ln2, scale(mlp_sum, cfg), cfg)
             if block.ln2.b is not None:
                 out[1] = out[1] + block.ln2.b.double()
         else:
-            out = torch.cat([out, heads, stored["mlp_out"][position].double()[None]])
+            out = torch.cat([out, heads, stored["mlp_out"][index].double()[None]])
     return out

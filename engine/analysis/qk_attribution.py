@@ -51,22 +51,29 @@ class QKAttribution:
         return self.terms.sum(0)
 
 
-def side(trace: Trace, layer: int, position: int, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """Each part of the residual stream at `position` entering `layer`, as the head sees it through W [d_model,
-    d_head] (and b [d_head] on the bias part), rotated for its position: [n_parts, d_head] float64."""
+def sides(trace: Trace, layer: int, head: int, query: int, key: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each part of the residual stream entering `layer`, as the head sees it: at `query` through W_Q (and b_Q on
+    the bias part), at `key` through W_K of its key/value head (and b_K), each rotated for its position:
+    ([n_parts, d_head], [n_parts, d_head]) float64."""
     cfg, block = trace.config, trace._weights.blocks[layer]
-    parts = fn.residual_parts(trace, layer, position)  # [n_parts, d_model]
+    parts = fn.residual_parts(trace, layer, (query, key))  # [n_parts, 2, d_model]
     if cfg.norm_placement == "pre":
-        parts = fn.apply(parts, block.ln1, fn.scale(trace.layers[layer]["resid_pre"][position], cfg), cfg)
+        x = trace.layers[layer]["resid_pre"][[query, key]]  # [2, d_model]
+        parts = fn.apply(parts, block.ln1, fn.scale(x, cfg), cfg)
         if block.ln1.b is not None:
             parts[1] = parts[1] + block.ln1.b.double()
-    out = parts @ W.double()  # [n_parts, d_head]
-    if b is not None:
-        out[1] = out[1] + b.double()
-    if cfg.positions == "rotary":
-        cos, sin = rotary_angles(cfg, torch.tensor([position], device=out.device))
-        out = rotary(out, cos.double(), sin.double())
-    return out
+    attn, kv_head = block.attn, head // cfg.kv_group
+    out = []
+    for i, (position, W, b) in enumerate(((query, attn.W_Q[head], None if attn.b_Q is None else attn.b_Q[head]),
+                                          (key, attn.W_K[kv_head], None if attn.b_K is None else attn.b_K[kv_head]))):
+        side = parts[:, i] @ W.double()  # [n_parts, d_head]
+        if b is not None:
+            side[1] = side[1] + b.double()
+        if cfg.positions == "rotary":
+            cos, sin = rotary_angles(cfg, torch.tensor([position], device=side.device))
+            side = rotary(side, cos.double(), sin.double())
+        out.append(side)
+    return out[0], out[1]
 
 
 @torch.inference_mode()
@@ -79,9 +86,7 @@ def qk_attribution(model: Model, trace: Trace, layer: int, head: int, query: int
     if not (isinstance(head, int) and 0 <= head < cfg.n_heads):
         raise InputError(f"head {head} is outside 0..{cfg.n_heads - 1}.")
     query, key = check_position(trace, query), check_position(trace, key)
-    attn, kv_head = trace._weights.blocks[layer].attn, head // cfg.kv_group
-    q = side(trace, layer, query, attn.W_Q[head], None if attn.b_Q is None else attn.b_Q[head])
-    k = side(trace, layer, key, attn.W_K[kv_head], None if attn.b_K is None else attn.b_K[kv_head])
+    q, k = sides(trace, layer, head, query, key)
     terms = q @ k.T / math.sqrt(cfg.d_head)  # [n_parts, n_parts]
     score = float(trace.scores_rows(layer, slice(query, query + 1), head)[0, key])
     return QKAttribution(layer=layer, head=head, query=query, key=key,
