@@ -20,7 +20,7 @@ TEXT = "The capital of France is Paris, and the capital of Germany is"
 
 def test_why_prediction_score_and_route(app_server, tmp_path):
     url, log = app_server
-    link = url + "?" + urllib.parse.urlencode({"tab": "why", "text": TEXT})
+    link = url + "?" + urllib.parse.urlencode({"tab": "why", "text": TEXT, "layer": 18, "head": 6})  # induction
     with chromium(tmp_path / "profile", viewport={"width": 1440, "height": 1800}) as page:
         page.goto(link)
         wait_for(page, plot_has("why_heads_map", "p._fullData[0].z.length === 30") + " && "
