@@ -19,6 +19,7 @@ from components.views import (
     qk,
     roles,
     senses,
+    why,
 )
 
 
@@ -34,6 +35,7 @@ VIEWS = (
     View("heads", "All heads", heads),
     View("roles", "Head roles", roles),
     View("qk", "Query · key", qk),
+    View("why", "Why", why),
     View("interventions", "Interventions", interventions),
     View("deltas", "Δe: embedding changes", deltas),
     View("projections", "Projections", projections),

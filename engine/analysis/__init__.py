@@ -12,6 +12,10 @@
     value_weighted  value-weighted attention ‖α_ij v_j W_O[h]‖ per head and per layer (Kobayashi et al., 2020)
     sinks        the first token's share of α and of the value-weighted attention; the pattern without it
     rollout      attention rollout across layers (Abnar & Zuidema, 2020), raw or value-weighted
+    frozen_norms norms with their scale frozen at the run's value; the residual stream split into parts
+    attribution  direct logit attribution: each head's, MLP's, embedding's and bias's part of a logit difference
+    qk_attribution  a head's score as query part × key part of the residual stream
+    flow         information-flow shares of each block's parts, and routes from a token down to the input
     compare      two contexts: per-head distance at a target, similarity across layers, patching sweeps
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
