@@ -65,3 +65,20 @@ def layers_figure(norms: np.ndarray, names: Sequence[str], *, title: str) -> go.
         xaxis=dict(type="category", automargin=True), yaxis=dict(title=dict(text="‖resid‖"), rangemode="tozero"),
         title=dict(text=title), height=320, margin=margin(),
     ))
+
+
+def change_figure(e: np.ndarray, delta: np.ndarray, *, title: str, n_dims: int = 32) -> go.Figure:
+    """e and e + Δe [d_model] as grouped bars on the n_dims dimensions where Δe is largest (in index order), so
+    the change shows even where a few huge dimensions of e would swamp a colour scale."""
+    e, delta = np.asarray(e, dtype=np.float64), np.asarray(delta, dtype=np.float64)
+    dims = np.sort(np.argsort(-np.abs(delta))[:n_dims])
+    x = [str(d) for d in dims]
+    bars = [go.Bar(x=x, y=e[dims], name="e", marker=dict(color=BAR_COLOR),
+                   hovertemplate="dimension %{x}<br>e: %{y:.4f}<extra></extra>"),
+            go.Bar(x=x, y=(e + delta)[dims], name="e + Δe", marker=dict(color=CHOSEN_COLOR),
+                   hovertemplate="dimension %{x}<br>e + Δe: %{y:.4f}<extra></extra>")]
+    return go.Figure(data=bars, layout=dict(
+        xaxis=dict(type="category", title=dict(text=f"the {len(dims)} dimensions (of {len(e)}) where Δe is largest")),
+        yaxis=dict(title=dict(text="value"), automargin=True), barmode="group", title=dict(text=title),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0), height=380, margin=margin(60),
+    ))

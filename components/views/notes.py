@@ -15,7 +15,7 @@ import streamlit as st
 
 from components import content, state
 from components.figures.deltas import delta_sum_figure, lens_tables
-from components.figures.notes import layers_figure, sampling_figure, strips_figure
+from components.figures.notes import change_figure, layers_figure, sampling_figure, strips_figure
 from components.figures.params import share_figure
 from components.figures.pattern import pattern_figure, scores_figure
 from components.labels import markdown_literal, plotly_escape, token_labels, token_text
@@ -256,9 +256,7 @@ def step_delta(ctx: ViewContext, token: int, win: tuple[int, int]) -> None:
          "shows which next tokens it favours, before and after the change.")
     if note := content.post_norm_note(cfg):
         st.info(note)
-    ctx.chart(strips_figure(np.stack([e, wv.delta, e + wv.delta]), ["e", "Δe", "e + Δe"], highlight=1,
-                            x_title="dimension of d_model",
-                            title=f"e → e + Δe of head {layer}.{head} at token {token}"),
+    ctx.chart(change_figure(e, wv.delta, title=f"e → e + Δe of head {layer}.{head} at token {token}"),
               key="notes_fig")
     ctx.table(pd.DataFrame({"i": range(cfg.d_model), "e": e, "Δe": wv.delta, "e + Δe": e + wv.delta}),
               hide_index=True, key=VECTOR)
@@ -403,11 +401,11 @@ def render(ctx: ViewContext) -> None:
                                 f"head {ctx.head} (choose them in the sidebar)."))
     st.progress(number / len(STEPS))
     token = chosen_token(ctx)
-    step.draw(ctx, token, notes.window(ctx.trace.n_tokens, token))
     back, forward, explore = st.columns([1, 1, 3])
     back.button("← back", key="notes_back", disabled=number == 1, on_click=_go, args=(number - 1,))
     forward.button("next →", key="notes_next", disabled=number == len(STEPS), on_click=_go, args=(number + 1,))
     explore.button(f"Explore this in the “{_label(step.tab)}” tab", key="notes_explore", on_click=_explore,
                    args=(step.tab, token))
+    step.draw(ctx, token, notes.window(ctx.trace.n_tokens, token))
     st.markdown(f"[Link to this step]({link(ctx)}) · [the “{markdown_literal(_label(step.tab))}” tab in a new "
                 f"page]({link(ctx, tab=step.tab)})")
