@@ -344,3 +344,22 @@ def test_next_token_numbers(smollm, minilm):
     assert analysis.next_token(minilm, minilm.run(TEXT), -1, 1.0) is None
     assert analysis.window(100, 0) == (0, 24) and analysis.window(100, 99) == (76, 100)
     assert analysis.window(100, 50) == (38, 62) and analysis.window(10, 5) == (0, 10)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_markup_in_the_sentence_stays_literal_on_every_step(model):
+    """The robustness suite's markup (HTML, Markdown, LaTeX, Streamlit directives) as the sentence, the chosen
+    token inside it: no step renders any of it, in Markdown or in a figure."""
+    from test_robustness import MARKUP, figure_strings, markdown_sources
+
+    for step in range(1, 13):
+        at = ok(start(model=model, text=MARKUP, tab="notes", layer=1, head=1, **{"notes.step": step, "notes.token": 3}))
+        assert step_of(at) == step and int(at.selectbox(key="notes_token").value) == 3
+        assert not at.latex
+        for _, source in markdown_sources(at):
+            plain = re.sub(r"\\.|&nbsp;|\]\(\?[^)]*\)", "", source)  # escapes and our own links' URLs
+            assert not re.search(r"[<>$~^]", plain), (step, source)
+        for key, fig in charts(at).items():
+            for text in figure_strings(fig):
+                rest = re.sub(r"<br>|<extra></extra>|%\{[^}]*\}", "", text)
+                assert not re.search(r"[<>$]", rest), (step, key, text)

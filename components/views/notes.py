@@ -209,8 +209,9 @@ def step_softmax(ctx: ViewContext, token: int, win: tuple[int, int]) -> None:
     g = notes.grid(trace, layer, head, token, lo, hi)
     n = trace.n_tokens
     top = int(np.argmax(g.row_weights))
-    _say(f"The softmax turns each query's scores into **weights between 0 and 1 that sum to 1**: e^score / Σ e^score. "
-         f"For {_tok(trace.tokens, token)} they sum to {g.row_weights.sum():.6f}; the largest, "
+    _say("The softmax turns each query's scores into **weights between 0 and 1 that sum to 1**: "
+         f"exp(score) / Σ exp(score). For {_tok(trace.tokens, token)} they sum to {g.row_weights.sum():.6f}; "
+         "the largest, "
          f"{g.row_weights[top]:.3f}, goes to {_tok(trace.tokens, top)}. This grid is the **attention pattern**; it has "
          f"{n} × {n} = {g.n_entries:,} entries, the context size squared, which is why long contexts are costly.")
     fig = pattern_figure(g.pattern, trace.tokens[lo:hi], layout=ctx.state.layout, offset=lo,
