@@ -21,7 +21,7 @@ from components.figures.pattern import pattern_figure, scores_figure
 from components.labels import markdown_literal, plotly_escape, token_labels, token_text
 from components.state import Field
 from components.views.context import ViewContext
-from components.widgets import last_word_token
+from components.widgets import last_word_token, select
 from engine.analysis import deltas, lens, notes, params
 
 
@@ -88,9 +88,9 @@ def step_tokens(ctx: ViewContext, token: int, win: tuple[int, int]) -> None:
 
 def step_embeddings(ctx: ViewContext, token: int, win: tuple[int, int]) -> None:
     trace, cfg, (lo, hi) = ctx.trace, ctx.model.config, win
-    other = st.selectbox("Compare with the token", list(range(trace.n_tokens)), key="notes_other",
-                         index=max(token - 1, 0) if token else min(1, trace.n_tokens - 1),
-                         format_func=lambda i: f"{i}: {token_text(trace.tokens[i])}")
+    other = int(select("Compare with the token", list(range(trace.n_tokens)), "notes_other",
+                       max(token - 1, 0) if token else min(1, trace.n_tokens - 1),
+                       format_func=lambda i: f"{i}: {token_text(trace.tokens[i])}"))
     e = notes.embeddings(trace, token, other, lo, hi)
     if cfg.positions == "rotary":
         where = ("This model's embedding is the token's row of W_E alone: it holds **no position**. Position enters "
