@@ -377,7 +377,8 @@ def _explore(tab: str, token: int) -> None:
 
 def link(ctx: ViewContext, **changes) -> str:
     """The page's link for this state with some fields changed (tab=..., views=...)."""
-    return "?" + urllib.parse.urlencode(replace(_now(), **changes).to_query(ctx.settings))
+    query = urllib.parse.urlencode(replace(_now(), **changes).to_query(ctx.settings))
+    return "?" + query.replace("~", "%7E")  # every character escaped: nothing in the link reads as Markdown
 
 
 def chosen_token(ctx: ViewContext) -> int:
@@ -408,5 +409,6 @@ def render(ctx: ViewContext) -> None:
     explore.button(f"Explore this in the “{_label(step.tab)}” tab", key="notes_explore", on_click=_explore,
                    args=(step.tab, token))
     step.draw(ctx, token, notes.window(ctx.trace.n_tokens, token))
-    st.markdown(f"[Link to this step]({link(ctx)}) · [the “{markdown_literal(_label(step.tab))}” tab in a new "
-                f"page]({link(ctx, tab=step.tab)})")
+    here, there = link(ctx, tab="notes"), link(ctx, tab=step.tab)
+    name = markdown_literal(_label(step.tab))
+    st.markdown(f"[Link to this step]({here}) · [the “{name}” tab in a new page]({there})")
