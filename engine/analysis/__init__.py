@@ -13,6 +13,7 @@
     sinks        the first token's share of α and of the value-weighted attention; the pattern without it
     rollout      attention rollout across layers (Abnar & Zuidema, 2020), raw or value-weighted
     compare      two contexts: per-head distance at a target, similarity across layers, patching sweeps
+    notes        the guided walk's numbers: one query, a window's dot-product grid, Σ α v, the next token sampled
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
