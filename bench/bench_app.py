@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_app.py            # everything (several minutes)
     .venv/bin/python bench/bench_app.py --skip-start
+    .venv/bin/python bench/bench_app.py --notes-only  # the "Follow the notes" steps alone
 
 Server time is measured inside the script run (app.py records `server_ms` for each rerun), so the
 AppTest harness's own polling is not counted. Medians over repeats; one process, one machine.
@@ -59,6 +60,31 @@ def rerun_times(n_tokens: int, repeats: int) -> dict[str, float]:
         at.slider(key="layer").set_value((i + 1) % 30).run()  # moves on, so the next toggle is a new head
     assert not at.exception, at.exception
     return {"show head": statistics.median(show), "switch head off": statistics.median(switch)}
+
+
+def notes_step_times(n_tokens: int, repeats: int) -> list[tuple[str, float]]:
+    """(step title, median server ms) of each "Follow the notes" step on a cached run of n_tokens: each step is
+    opened by its "next" button, then redrawn (another token chosen and back) `repeats` times."""
+    from streamlit.testing.v1 import AppTest
+
+    import engine
+    from components.views import notes
+
+    model = engine.load("smollm2-135m")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+    at.query_params.update(text=text_of(model, n_tokens), tab="notes", layer="3", head="1")
+    at.run()
+    rows = []
+    for number, step in enumerate(notes.STEPS, start=1):
+        times = []
+        for i in range(repeats):
+            at.selectbox(key="notes_token").set_value(n_tokens - 1 - (i % 2)).run()
+            times.append(at.session_state.server_ms)
+        assert not at.exception, at.exception
+        rows.append((f"{number}. {step.title}", statistics.median(times)))
+        if number < len(notes.STEPS):
+            at.button(key="notes_next").click().run()
+    return rows
 
 
 def payloads(lengths: list[int]) -> list[tuple[int, int, int]]:
@@ -135,10 +161,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-start", action="store_true", help="skip the cold/warm start measurement")
+    parser.add_argument("--notes-only", action="store_true", help="only the Follow the notes steps")
     args = parser.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
+    print("| Follow the notes step (SmolLM2, CPU, 16 tokens, cached run) | server time, median |")
+    print("|---|---|")
+    for title, ms in notes_step_times(16, args.repeats):
+        print(f"| {title} | {ms:.0f} ms |")
+    if args.notes_only:
+        return
+    print()
     print("| rerun (SmolLM2, CPU) | tokens | server time, median |")
     print("|---|---|---|")
     for n in (64, 1024):

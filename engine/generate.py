@@ -7,13 +7,14 @@ passes, laid end to end, are the trace of the whole final sequence.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from . import sampling
 from .errors import InputError
+from .sampling import choose
 from .trace import Trace
 from .transformer import KVCache, Record, forward, unembed
 
@@ -62,25 +63,9 @@ def check_settings(model, n_prompt: int, max_new_tokens, temperature, top_k, see
             raise InputError(f"the prompt already fills the context of {limit} tokens: no room to write.")
         raise InputError(f"max_new_tokens must be a whole number from 1 to {room} (the context left after the "
                          f"{n_prompt}-token prompt), not {max_new_tokens!r}.")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise InputError(f"temperature must be a finite number ≥ 0 (0 = greedy), not {temperature!r}.")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= cfg.d_vocab):
-        raise InputError(f"top_k must be None or a whole number from 1 to {cfg.d_vocab}, not {top_k!r}.")
+    sampling.check(temperature, top_k, None, cfg.d_vocab)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
         raise InputError(f"seed must be None or a whole number from 0 to {MAX_SEED}, not {seed!r}.")
-
-
-def choose(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> int:
-    """Greedy (temperature 0: the most likely token) or a sample from softmax(logits / T) over the top k."""
-    if temperature == 0:
-        return int(logits.argmax())
-    scaled = (logits.double() - logits.max()) / temperature  # shifted: a tiny temperature gives -inf, never inf
-    if top_k is not None:
-        kth = scaled.topk(top_k).values[-1]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
 @torch.inference_mode()

@@ -13,6 +13,7 @@ from components.views import (
     generate,
     heads,
     interventions,
+    notes,
     params,
     pattern,
     projections,
@@ -43,6 +44,7 @@ VIEWS = (
     View("compare", "Compare", compare),
     View("params", "Parameters", params),
     View("generate", "Generate", generate),
+    View("notes", "Follow the notes", notes),
 )
 
 SCHEMA = Schema(tabs={v.id: v.label for v in VIEWS},

@@ -17,6 +17,7 @@
     qk_attribution  a head's score as query part × key part of the residual stream
     flow         information-flow shares of each block's parts, and routes from a token down to the input
     compare      two contexts: per-head distance at a target, similarity across layers, patching sweeps
+    notes        the guided walk's numbers: one query, a window's dot-product grid, Σ α v, the next token sampled
 
 Nothing here imports Streamlit or Plotly, and nothing here writes a sentence for the page.
 """
