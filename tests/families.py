@@ -34,7 +34,7 @@ CASES = {
         "rope_parameters": ROPE}),
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {
         **LLAMA_LIKE, "head_dim": 16, "sliding_window": 4, "query_pre_attn_scalar": 24,
-        "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0, "tie_word_embeddings": True,
+        "attn_logit_softcapping": 0.2, "final_logit_softcapping": 1.0, "tie_word_embeddings": True,
         "rope_parameters": ROPE}),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {
         **LLAMA_LIKE, "head_dim": 16, "attention_bias": True, "rope_parameters": ROPE}),

@@ -62,3 +62,66 @@ def test_family_generates_as_transformers(case, built):
     again = model.run_ids(ours.token_ids)
     for layer in range(model.config.n_layers):
         assert (ours.trace["pattern", layer] - again["pattern", layer]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("case", ["gemma2", "gpt_neo", "qwen2", "gemma3_text"])
+def test_windows_and_soft_caps_show_in_the_trace_as_the_model_computes_them(case, built):
+    _, model = built(case)
+    cfg = model.config
+    trace = model.run(TEXT)
+    n = trace.n_tokens
+    assert any(cfg.windows)
+    for layer in range(cfg.n_layers):
+        pattern, scores = trace["pattern", layer], trace["scores", layer]  # [h, n, n]
+        hidden = trace.masked(layer=layer)  # [n, n]
+        window = cfg.window(layer)
+        query, key = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        expected = (key > query) | ((query - key >= window) if window else torch.zeros(n, n, dtype=torch.bool))
+        assert torch.equal(hidden, expected)
+        assert (pattern[:, hidden] == 0).all() and (pattern[:, ~hidden] > 0).all()
+        # the same numbers a block of rows at a time, as the views of long texts read them
+        for rows in (slice(0, 3), slice(3, n)):
+            assert torch.allclose(trace.pattern_rows(layer, rows), pattern[:, rows], atol=1e-6)
+            assert torch.allclose(trace.scores_rows(layer, rows), scores[:, rows], atol=1e-6)
+        if cfg.attn_softcap:
+            assert scores.abs().max() < cfg.attn_softcap
+            raw = trace["q", layer] @ trace["k", layer].transpose(-1, -2) * cfg.attn_scale
+            assert raw.abs().max() > cfg.attn_softcap  # the cap bites in this case
+            assert torch.allclose(scores, cfg.attn_softcap * torch.tanh(raw / cfg.attn_softcap), atol=1e-6)
+    if cfg.final_softcap:
+        logits = trace.logits
+        assert logits.abs().max() < cfg.final_softcap
+        raw = trace.resid_final @ model.weights.W_E.T  # before the cap
+        assert raw.abs().max() > cfg.final_softcap  # the cap bites (Gemma ties W_U to W_E)
+        assert torch.allclose(logits, cfg.final_softcap * torch.tanh(raw / cfg.final_softcap), atol=1e-5)
+
+
+def test_the_fused_path_equals_the_explicit_one_with_windows_and_norms(built):
+    """The fused kernel with a window mask against the explicit reference (Mistral: every layer windowed; OLMo 2:
+    q/k norms over all heads and output norms)."""
+    for case in ("mistral", "olmo2", "gpt_neox", "gptj"):
+        _, model = built(case)
+        fused, explicit = model.run(TEXT), model.run(TEXT, attention="explicit")
+        for layer in range(model.config.n_layers):
+            for name in ("z", "attn_out", "resid_post"):
+                assert relative(fused[name, layer], explicit[name, layer]) < 1e-5, (case, name, layer)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here; runs where there is one")
+
+
+@CUDA
+@pytest.mark.parametrize("attention", ["fused", "explicit"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_family_on_cuda_matches_transformers(case, attention, tmp_path):
+    hf = build(case, tmp_path)
+    model = engine.load(str(tmp_path), device="cuda")
+    trace = model.run(TEXT, attention=attention)
+    with torch.no_grad():
+        out = hf(torch.tensor([trace.token_ids]), output_attentions=True, output_hidden_states=True)
+    ours = [trace["resid_pre", layer] for layer in range(model.config.n_layers)] + [trace.resid_final]
+    for mine, theirs in zip(ours, out.hidden_states, strict=True):
+        assert relative(mine.cpu(), theirs[0]) < 1e-5, case
+    for layer, theirs in enumerate(out.attentions):
+        assert (trace["pattern", layer].cpu() - theirs[0]).abs().max() < 1e-5, (case, layer)
+    assert relative(trace.logits.cpu(), out.logits[0]) < 1e-5

@@ -34,6 +34,8 @@ def config_from_hf(hf: dict, name: str, state: dict) -> ModelConfig:
     base = {**hf, "rope_parameters": rope["full_attention"]} if per_type else hf
     cfg = llama.config_from_hf(base, name, state)
     act = hf.get("hidden_activation") or hf.get("hidden_act") or "gelu_pytorch_tanh"
+    if model_type == "gemma" and act == "gelu":  # the original Gemma releases say "gelu" and mean the tanh form
+        act = "gelu_pytorch_tanh"
     if act not in ("gelu_pytorch_tanh", "gelu"):
         raise UnsupportedModelError(f"{name}: Gemma with activation {act!r} is not supported.")
     changes = {"mlp": "geglu", "act": "gelu_new" if act == "gelu_pytorch_tanh" else "gelu",
