@@ -125,3 +125,24 @@ def test_family_on_cuda_matches_transformers(case, attention, tmp_path):
     for layer, theirs in enumerate(out.attentions):
         assert (trace["pattern", layer].cpu() - theirs[0]).abs().max() < 1e-5, (case, layer)
     assert relative(trace.logits.cpu(), out.logits[0]) < 1e-5
+
+
+@pytest.mark.parametrize("case", ["gemma3_text", "gpt_neo", "gptj"])
+def test_patched_variants_in_one_batch_equal_patched_runs(case, built):
+    """Batched patching sweeps (engine.batch) resume mid-model with each layer's own window and rotary base."""
+    from engine.batch import run_variants
+
+    _, model = built(case)
+    base = model.run(TEXT)
+    n, last = base.n_tokens, model.config.n_layers - 1
+    other = model.run(TEXT.upper())
+    variants = [(1, {0: {n - 2: other["z", 1, 0][n - 2]}}), (last, {1: {n - 1: other["z", last, 1][n - 1]}}),
+                (0, {})]
+    got = run_variants(base, variants)  # [3, n, d_model]
+    for i, (layer, patch) in enumerate(variants):
+        want = model.run(TEXT, patch={(layer, h): at for h, at in patch.items()}).resid_last
+        assert relative(got[i], want) < 1e-5, (case, i)
+    tail = run_variants(base, variants, positions=slice(n - 2, n))
+    assert relative(tail, got[:, n - 2:]) < 1e-5
+    again = model.run(TEXT, patch={(last, 1): variants[1][1][1]}, reuse=base)  # layers before `last` reused
+    assert relative(again.resid_last, got[1]) < 1e-5
