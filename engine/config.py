@@ -38,7 +38,8 @@ class ModelConfig:
     rotary_dim: int = 0  # rotary on the first rotary_dim dimensions of each head; 0 = all of d_head
     rotary_interleaved: bool = False  # rotate pairs (2i, 2i+1) (GPT-J) instead of (i, i + rotary_dim/2)
     layer_rope_theta: tuple[float, ...] = ()  # per-layer rotary base (Gemma 3: local vs global); () = rope_theta
-    windows: tuple[int, ...] = ()  # per layer: a query sees only keys with 0 <= q - k < window; 0 = no window
+    windows: tuple[int, ...] = ()  # per layer: a query sees only keys with q - k < window (|q - k| when not
+    # causal); 0 = no window
     attn_scale: float = 0.0  # q·k is multiplied by it; 0 = 1/√d_head (GPT-Neo: 1; Gemma: query_pre_attn_scalar^-½)
     attn_softcap: float = 0.0  # scores = cap · tanh(scores / cap) before the mask (Gemma 2); 0 = none
     final_softcap: float = 0.0  # logits = cap · tanh(logits / cap) (Gemma 2); 0 = none

@@ -119,12 +119,15 @@ def unproject(z: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
 def hidden_keys(n_query: int, n_key: int, query_offset: int, causal: bool, window: int = 0,
                 device: torch.device | str = "cpu") -> torch.Tensor | None:
     """bool [n_query, n_key]: True where query i (at position query_offset + i) may not see key j: a later key
-    (causal), or one `window` or more positions earlier (a sliding window). None when every key is seen."""
+    (causal), or one `window` or more positions away (a sliding window: earlier keys; later ones too when not
+    causal). None when every key is seen."""
     hidden = None
     if causal:
         hidden = torch.ones(n_query, n_key, dtype=torch.bool, device=device).triu(1 + query_offset)
     if window:
         far = torch.ones(n_query, n_key, dtype=torch.bool, device=device).tril(query_offset - window)
+        if not causal:
+            far.logical_or_(torch.ones_like(far).triu(query_offset + window))
         hidden = far if hidden is None else hidden.logical_or_(far)
     return hidden
 
@@ -162,6 +165,7 @@ def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
     always takes the explicit path (the fused kernel cannot cap scores)."""
     m, n = q.shape[-2], k.shape[-2]
     group = q.shape[-3] // k.shape[-3]
+    window = window if window < n else 0  # no two of these n positions are a window apart: nothing to hide
     if how == "explicit" or softcap:
         k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)  # [..., n_heads, n, d_head]
         return explicit_pattern(q, k, causal, query_offset=n - m, scale=scale, window=window, softcap=softcap) @ v

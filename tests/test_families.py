@@ -146,3 +146,17 @@ def test_patched_variants_in_one_batch_equal_patched_runs(case, built):
     assert relative(tail, got[:, n - 2:]) < 1e-5
     again = model.run(TEXT, patch={(last, 1): variants[1][1][1]}, reuse=base)  # layers before `last` reused
     assert relative(again.resid_last, got[1]) < 1e-5
+
+
+def test_a_window_without_the_causal_mask_reaches_as_far_both_ways(built):
+    _, model = built("mistral")
+    window = model.config.window(0)
+    for attention in ("fused", "explicit"):
+        trace = model.run(TEXT, causal=False, attention=attention)
+        n = trace.n_tokens
+        distance = (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs()
+        assert torch.equal(trace.masked(layer=0), distance >= window)
+        pattern = trace["pattern", 0]
+        assert (pattern[:, distance >= window] == 0).all() and (pattern[:, distance < window] > 0).all()
+        explicit_z = model.run(TEXT, causal=False, attention="explicit")["z", 2]
+        assert relative(trace["z", 2], explicit_z) < 1e-5
