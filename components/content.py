@@ -86,12 +86,37 @@ def layer_names(n_layers: int) -> list[str]:
     return ["embedding"] + [f"after block {layer}" for layer in range(n_layers)]
 
 
-def post_norm_note(config: ModelConfig) -> str:
-    """Empty for pre-norm models; for post-norm (BERT) the caveat that Δe is added before a norm."""
-    if config.norm_placement != "post":
-        return ""
-    return ("This model is post-norm (BERT): each block adds Δe to the residual stream and then applies "
-            "LayerNorm, resid_mid = LN(resid_pre + attn_out); the deltas shown are added before that norm.")
+def post_norm_note(config: ModelConfig, output_norm: bool = False) -> str:
+    """Empty for plain pre-norm models; otherwise how this family's block changes what Δe means: post-norm (BERT),
+    a norm on the attention's output before it is added (Gemma 2/3, OLMo 2: output_norm, read from the weights),
+    attention and MLP in parallel (GPT-NeoX, GPT-J)."""
+    notes = []
+    if config.norm_placement == "post":
+        notes.append("This model is post-norm (BERT): each block adds Δe to the residual stream and then applies "
+                     "LayerNorm, resid_mid = LN(resid_pre + attn_out); the deltas shown are added before that norm.")
+    if output_norm:
+        notes.append("This model norms the attention's output before adding it (RMSNorm after attention): the "
+                     "heads' Δe shown here sum to what goes into that norm, not to what is added.")
+    if config.parallel:
+        notes.append("Attention and MLP run in parallel here: both read resid_pre, so the MLP never sees this Δe "
+                     "in the same block (resid_mid is only the partial sum resid_pre + attn_out).")
+    return " ".join(notes)
+
+
+def attention_note(config: ModelConfig, layer: int) -> str:
+    """Empty for plain softmax(q·k/√d_head) attention; otherwise what this model does differently in a layer."""
+    notes = []
+    if config.window(layer):
+        notes.append(f"Layer {layer} attends within a sliding window: each query sees only the last "
+                     f"{config.window(layer)} positions (itself included); keys further back are masked.")
+    if config.attn_scale:
+        notes.append(f"Scores are q·k × {config.attn_scale:.4g} (this model's scale), not q·k / √d_head.")
+    if config.attn_softcap:
+        notes.append(f"Scores are soft-capped: {config.attn_softcap:g} · tanh(score / {config.attn_softcap:g}), "
+                     f"so they lie within ±{config.attn_softcap:g}.")
+    if config.qk_norm:
+        notes.append("q and k are RMS-normed (before rotary) as the model does; the vectors shown are after it.")
+    return " ".join(notes)
 
 
 def lens_note(config: ModelConfig) -> str:

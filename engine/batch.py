@@ -17,7 +17,7 @@ import torch
 from .errors import InputError
 from .interventions import check_patch
 from .trace import Trace
-from .transformer import HeadPatch, after, block, rotary_angles
+from .transformer import HeadPatch, after, block, layer_ropes
 
 # per variant: head -> query position -> z [d_head]
 LayerPatch = HeadPatch
@@ -49,9 +49,7 @@ def run_variants(base: Trace, variants: Sequence[tuple[int, LayerPatch]], positi
         checked.append(at.get(layer, {}))
     if not variants:
         return torch.empty(0, stop - start, cfg.d_model, device=device, dtype=dtype)
-    rope = None
-    if cfg.positions == "rotary":
-        rope = rotary_angles(cfg, torch.arange(start, stop, device=device))
+    ropes = layer_ropes(cfg, torch.arange(start, stop, device=device))
     heads_on = base.head_mask_.to(device=device, dtype=dtype)  # [n_layers, n_heads]
     active: list[int] = []  # the variant of each row of x
     x = torch.empty(0, stop - start, cfg.d_model, device=device, dtype=dtype)  # [B_active, m, d_model]
@@ -64,8 +62,8 @@ def run_variants(base: Trace, variants: Sequence[tuple[int, LayerPatch]], positi
         patches = [_in_range(_merged(own, checked[i] if variants[i][0] == index else {}), start, stop)
                    for i in active]
         past = (stored["k_kv"][:, :start], stored["v_kv"][:, :start])  # [n_kv_heads, start, d_head] each
-        x = block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], rope, patches,
-                  base.attention, extend=after(*past))
+        x = block(x, base._weights.blocks[index], cfg, base.causal, heads_on[index], ropes[index], patches,
+                  base.attention, extend=after(*past), layer=index)
     out = torch.empty_like(x)
     out[torch.tensor(active, device=x.device)] = x
     return out

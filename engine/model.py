@@ -253,7 +253,7 @@ def _leading_ones(flags: list[int]) -> int:
 def estimated_params(cfg: ModelConfig) -> int:
     """Rough parameter count from the configuration alone (before any weights are fetched)."""
     attn = cfg.d_model * cfg.d_head * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)
-    mlp = cfg.d_model * cfg.d_mlp * (3 if cfg.mlp == "swiglu" else 2)
+    mlp = cfg.d_model * cfg.d_mlp * (3 if cfg.gated else 2)
     return cfg.n_layers * (attn + mlp) + cfg.d_vocab * cfg.d_model
 
 

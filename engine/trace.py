@@ -6,6 +6,13 @@ Computed on access: `pattern` and `scores` (from q and k, exactly as the explici
 (z @ W_O), the repeated `k`, `v`, `resid_mid = resid_pre + attn_out` and `resid_post` (the next layer's
 `resid_pre`), and the logits. A long text therefore holds no n × n tensor and no n × d_vocab tensor.
 
+What the names mean in families that differ (config fields): `scores` are the model's own (scaled by
+`attn_scale`, soft-capped by `attn_softcap`) before the causal mask and window; `pattern` is 0 outside a layer's
+window (`masked(rows, layer)`); `q`, `k` are after q/k norms and rotary. `attn_out` and `mlp_out` are what is
+added to the residual stream: after the output norms of Gemma 2/3 and OLMo 2 (so the heads' `head_out` sum to
+attn_out before that norm only). In a parallel block (GPT-NeoX, GPT-J) the MLP reads `resid_pre`, not
+`resid_mid`, which is then only the partial sum resid_pre + attn_out.
+
 A trace is read-only: it is a frozen dataclass, its stores are mapping proxies, and everything it hands out
 is a new tensor (a copy or a computation), so no caller can write into a trace that other sessions share.
 """
@@ -13,7 +20,6 @@ is a new tensor (a copy or a computation), so no caller can write into a trace t
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,7 +27,7 @@ from types import MappingProxyType
 import torch
 
 from .config import ModelConfig
-from .transformer import Patch, Record, explicit_pattern, unembed
+from .transformer import Patch, Record, explicit_pattern, hidden_keys, scores_of, unembed
 from .weights import Weights, WeightsView
 
 NAMES = ("resid_pre", "q", "k", "v", "scores", "pattern", "z", "head_out", "attn_out",
@@ -132,13 +138,14 @@ class Trace:
         with torch.no_grad():
             return unembed(self.resid_final_[positions], self._weights, self.config).float()
 
-    def masked(self, rows: slice = slice(None)) -> torch.Tensor:
-        """bool [r, n]: True where a query (row) may not see a key (column) in this run (all rows by default)."""
+    def masked(self, rows: slice = slice(None), layer: int | None = None) -> torch.Tensor:
+        """bool [r, n]: True where a query (row) may not see a key (column) in this run (all rows by default);
+        with a layer, also the keys outside that layer's sliding window (config.windows)."""
         n = self.n_tokens
         start, stop, _ = rows.indices(n)
-        if not self.causal:
-            return torch.zeros(stop - start, n, dtype=torch.bool, device=self.device)
-        return torch.ones(stop - start, n, dtype=torch.bool, device=self.device).triu(1 + start)
+        window = self.config.window(layer) if layer is not None else 0
+        hidden = hidden_keys(stop - start, n, start, self.causal, window, self.device)
+        return torch.zeros(stop - start, n, dtype=torch.bool, device=self.device) if hidden is None else hidden
 
     # ---- tensors by name ---------------------------------------------------------------------------------
 
@@ -175,13 +182,14 @@ class Trace:
         """The pattern of a block of query rows: [n_heads, r, n] (or [r, n] for one head), exactly the rows of
         trace["pattern", layer]. Views of long texts read a layer a block at a time with it."""
         q, k = self._rows_qk(layer, rows, head)
-        out = explicit_pattern(q, k, self.causal, query_offset=rows.start or 0)
+        out = explicit_pattern(q, k, self.causal, query_offset=rows.start or 0, **self._attention(layer))
         return out if head is None else out[0]
 
     def scores_rows(self, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
-        """q·k/√d_head for a block of query rows, before masking: [n_heads, r, n] (or [r, n] for one head)."""
+        """The model's scores for a block of query rows, before masking: q·k scaled (1/√d_head unless
+        config.attn_scale) and soft-capped (config.attn_softcap): [n_heads, r, n] (or [r, n] for one head)."""
         q, k = self._rows_qk(layer, rows, head)
-        out = q @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)
+        out = scores_of(q, k, self.config.attn_scale, self.config.attn_softcap)
         return out if head is None else out[0]
 
     def _rows_qk(self, layer: int, rows: slice, head: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,6 +233,11 @@ class Trace:
         if head is not None and not (isinstance(head, int) and 0 <= head < self.config.n_heads):
             raise IndexError(f"head {head} out of range 0..{self.config.n_heads - 1}")
 
+    def _attention(self, layer: int) -> dict:
+        """What the model's attention in a layer applies to q·k besides the causal mask."""
+        cfg = self.config
+        return {"scale": cfg.attn_scale, "window": cfg.window(layer), "softcap": cfg.attn_softcap}
+
     def _repeated(self, name: str, layer: int, heads: slice) -> torch.Tensor:
         """k or v for the query heads in `heads`: [h, n, d_head] (each kv head repeated for its group)."""
         group = self.config.kv_group
@@ -239,9 +252,10 @@ class Trace:
             return self._repeated(name, layer, heads)
         if name == "scores":
             k = self._repeated("k", layer, heads)
-            return stored["q"][heads] @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)  # [h, n, n]
+            return scores_of(stored["q"][heads], k, self.config.attn_scale, self.config.attn_softcap)  # [h, n, n]
         if name == "pattern":
-            return explicit_pattern(stored["q"][heads], self._repeated("k", layer, heads), self.causal)
+            return explicit_pattern(stored["q"][heads], self._repeated("k", layer, heads), self.causal,
+                                    **self._attention(layer))
         # head_out: what each head adds to the residual stream, z @ W_O[h]
         W_O = self._weights.blocks[layer].attn.W_O[heads]  # [h, d_head, d_model]
         return torch.einsum("hne,hed->hnd", stored["z"][heads], W_O)  # [h, n, d_model]

@@ -1,8 +1,11 @@
 """THE forward pass: embed -> blocks -> final norm, recording every intermediate that a Trace stores.
 
-One function serves GPT-2, Llama and BERT; `ModelConfig` picks the norm, position scheme, MLP and key/value
-head sharing. Attention runs fused (`scaled_dot_product_attention`, which never materialises the n × n
-pattern) or explicitly (scores, mask, softmax, pattern @ v: the reference the fused path is tested against).
+One function serves every family (GPT-2, Llama, BERT, GPT-NeoX, Gemma, ...); `ModelConfig` picks the norm,
+position scheme, MLP, key/value head sharing and what other families change (parallel blocks, partial or
+interleaved rotary, windows, soft-caps, q/k norms, norms after each sublayer). Every such switch defaults to
+off and costs one comparison where it is off. Attention runs fused (`scaled_dot_product_attention`, which never
+materialises the n × n pattern) or explicitly (scores, mask, softmax, pattern @ v: the reference the fused
+path is tested against).
 Patterns are not recorded: a Trace recomputes them from the stored q and k when a view asks.
 
 Three extras serve the app's interventions without a second forward pass:
@@ -41,7 +44,17 @@ def norm(x: torch.Tensor, w: NormWeights, cfg: ModelConfig) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], w.w, w.b, cfg.norm_eps)
 
 
+def qk_norm(x: torch.Tensor, w: NormWeights, cfg: ModelConfig) -> torch.Tensor:
+    """RMSNorm of q or k [..., h, m, d_head]: over each head's d_head ("head": Qwen3, Gemma 3) or over all heads of
+    a position at once ("all": OLMo 2, whose weight is then [h, 1, d_head])."""
+    dims = (-1,) if cfg.qk_norm == "head" else (-3, -1)
+    variance = x.float().pow(2).mean(dims, keepdim=True)
+    return w.w * (x.float() * torch.rsqrt(variance + cfg.norm_eps)).to(x.dtype)
+
+
 def activation(x: torch.Tensor, act: str) -> torch.Tensor:
+    if act == "relu":
+        return F.relu(x)
     if act == "silu":
         return F.silu(x)
     if act == "gelu_new":
@@ -49,20 +62,41 @@ def activation(x: torch.Tensor, act: str) -> torch.Tensor:
     return F.gelu(x)
 
 
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + d_head/2) of each head's vector by its position's angle (Llama's layout)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool = False) -> torch.Tensor:
+    """Rotate each head's vector by its position's angle: pairs (i, i + r/2) (Llama's layout) or (2i, 2i+1)
+    (interleaved, GPT-J) of its first r = cos.shape[-1] dimensions; the rest pass unrotated (partial rotary)."""
+    r = cos.shape[-1]
+    if r < x.shape[-1]:
+        return torch.cat((rotary(x[..., :r], cos, sin, interleaved), x[..., r:]), dim=-1)
+    if interleaved:
+        rotated = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+    else:
+        half = r // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
 
 
-def rotary_angles(cfg: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin: [n, d_head] for the given positions [n]."""
-    exponents = torch.arange(0, cfg.d_head, 2, dtype=torch.int64, device=positions.device).float() / cfg.d_head
-    inv_freq = 1.0 / (cfg.rope_theta**exponents)  # [d_head/2]
-    angles = positions.float()[:, None] * inv_freq[None, :]  # [n, d_head/2]
-    angles = torch.cat((angles, angles), dim=-1)  # [n, d_head]
+def rotary_angles(cfg: ModelConfig, positions: torch.Tensor, theta: float | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: [n, r] for the given positions [n], r = the rotated dimensions of a head (rotary_dim or d_head)."""
+    r = cfg.rotary_dim or cfg.d_head
+    exponents = torch.arange(0, r, 2, dtype=torch.int64, device=positions.device).float() / r
+    inv_freq = 1.0 / ((theta or cfg.rope_theta)**exponents)  # [r/2]
+    angles = positions.float()[:, None] * inv_freq[None, :]  # [n, r/2]
+    angles = angles.repeat_interleave(2, dim=-1) if cfg.rotary_interleaved else torch.cat((angles, angles), dim=-1)
     return angles.cos(), angles.sin()
+
+
+Rope = tuple[torch.Tensor, torch.Tensor] | None
+
+
+def layer_ropes(cfg: ModelConfig, positions: torch.Tensor) -> list[Rope]:
+    """Each layer's (cos, sin) for positions [n] (None without rotary); one table per distinct rotary base."""
+    if cfg.positions != "rotary":
+        return [None] * cfg.n_layers
+    thetas = cfg.layer_rope_theta or (cfg.rope_theta,) * cfg.n_layers
+    tables = {theta: rotary_angles(cfg, positions, theta) for theta in set(thetas)}
+    return [tables[theta] for theta in thetas]
 
 
 def project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -82,38 +116,68 @@ def unproject(z: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
     return z.transpose(-2, -3).flatten(-2) @ W_O.reshape(h * d_head, d_model)
 
 
+def hidden_keys(n_query: int, n_key: int, query_offset: int, causal: bool, window: int = 0,
+                device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """bool [n_query, n_key]: True where query i (at position query_offset + i) may not see key j: a later key
+    (causal), or one `window` or more positions away (a sliding window: earlier keys; later ones too when not
+    causal). None when every key is seen."""
+    hidden = None
+    if causal:
+        hidden = torch.ones(n_query, n_key, dtype=torch.bool, device=device).triu(1 + query_offset)
+    if window:
+        far = torch.ones(n_query, n_key, dtype=torch.bool, device=device).tril(query_offset - window)
+        if not causal:
+            far.logical_or_(torch.ones_like(far).triu(query_offset + window))
+        hidden = far if hidden is None else hidden.logical_or_(far)
+    return hidden
+
+
 def causal_mask(n_query: int, n_key: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """bool [n_query, n_key]: True where a key comes after its query (queries are the last n_query positions)."""
-    offset = n_key - n_query
-    return torch.ones(n_query, n_key, dtype=torch.bool, device=device).triu(1 + offset)
+    return hidden_keys(n_query, n_key, n_key - n_query, True, device=device)
 
 
-def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offset: int = 0) -> torch.Tensor:
-    """softmax(q·k/√d_head) with masked keys at exactly 0: q [h, m, d_head] (positions query_offset..), k
+def scores_of(q: torch.Tensor, k: torch.Tensor, scale: float = 0.0, softcap: float = 0.0) -> torch.Tensor:
+    """The model's attention scores before the mask: q·k [h, m, n] times scale (0: 1/√d_head), soft-capped to
+    ±softcap by cap·tanh(s/cap) where softcap > 0 (Gemma 2)."""
+    scores = q @ k.transpose(-1, -2)  # [h, m, n]
+    scores = scores.div_(math.sqrt(q.shape[-1])) if not scale else scores.mul_(scale)
+    if softcap:
+        scores = scores.div_(softcap).tanh_().mul_(softcap)
+    return scores
+
+
+def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offset: int = 0, *, scale: float = 0.0,
+                     window: int = 0, softcap: float = 0.0) -> torch.Tensor:
+    """softmax(scores) with hidden keys at exactly 0: q [h, m, d_head] (positions query_offset..), k
     [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access."""
-    scores = (q @ k.transpose(-1, -2)).div_(math.sqrt(q.shape[-1]))  # [h, m, n]
-    if causal:
-        m, n = q.shape[-2], k.shape[-2]
-        future = torch.ones(m, n, dtype=torch.bool, device=q.device).triu(1 + query_offset)
-        scores.masked_fill_(future, float("-inf"))  # in place: h × m × n is the big tensor here
+    scores = scores_of(q, k, scale, softcap)  # [h, m, n]
+    hidden = hidden_keys(q.shape[-2], k.shape[-2], query_offset, causal, window, q.device)
+    if hidden is not None:
+        scores.masked_fill_(hidden, float("-inf"))  # in place: h × m × n is the big tensor here
     return torch.softmax(scores, dim=-1)
 
 
-def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
+def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention, *,
+                scale: float = 0.0, window: int = 0, softcap: float = 0.0) -> torch.Tensor:
     """z = pattern @ v for queries q [..., n_heads, m, d_head] against the key/value heads k, v [..., n_kv_heads,
-    n, d_head] that they share in groups (the queries are the last m of the n positions)."""
+    n, d_head] that they share in groups (the queries are the last m of the n positions). A soft-capped model
+    always takes the explicit path (the fused kernel cannot cap scores)."""
     m, n = q.shape[-2], k.shape[-2]
     group = q.shape[-3] // k.shape[-3]
-    if how == "explicit":
+    window = window if window < n else 0  # no two of these n positions are a window apart: nothing to hide
+    if how == "explicit" or softcap:
         k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)  # [..., n_heads, n, d_head]
-        return explicit_pattern(q, k, causal, query_offset=n - m) @ v
+        return explicit_pattern(q, k, causal, query_offset=n - m, scale=scale, window=window, softcap=softcap) @ v
     mask = None
-    if causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
+    if window:
+        mask = ~hidden_keys(m, n, n - m, causal, window, q.device)
+    elif causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
         mask = ~causal_mask(m, n, q.device)
     batched = q.ndim > 3
     q, k, v = (q, k, v) if batched else (q[None], k[None], v[None])  # SDPA's kernels want [batch, h, m, d]
-    z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and m == n and m > 1,
-                                       enable_gqa=group > 1)  # shared heads read in place, not repeated
+    z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and m == n and m > 1 and not window,
+                                       enable_gqa=group > 1, scale=scale or None)  # shared heads read in place
     return z if batched else z[0]  # [..., n_heads, m, d_head]
 
 
@@ -160,20 +224,23 @@ def apply_patch(z: torch.Tensor, patch: HeadPatch | Sequence[HeadPatch]) -> None
 
 
 def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-              rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch],
-              how: Attention, extend: Extend | None = None, record: Record | None = None) -> torch.Tensor:
+              rope: Rope, patch: HeadPatch | Sequence[HeadPatch], how: Attention, extend: Extend | None = None,
+              record: Record | None = None, window: int = 0) -> torch.Tensor:
     """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions
     (earlier positions' keys and values come from `extend`). Returns attn_out [(B,) m, d_model]."""
     q = project(x, w.W_Q, w.b_Q)  # [(B,) n_heads, m, d_head]
     k = project(x, w.W_K, w.b_K)  # [(B,) n_kv_heads, m, d_head]
     v = project(x, w.W_V, w.b_V)  # [(B,) n_kv_heads, m, d_head]
+    if cfg.qk_norm:
+        q, k = qk_norm(q, w.q_norm, cfg), qk_norm(k, w.k_norm, cfg)
     if rope is not None:
-        q, k = rotary(q, *rope), rotary(k, *rope)
+        q, k = rotary(q, *rope, cfg.rotary_interleaved), rotary(k, *rope, cfg.rotary_interleaved)
     if record is not None:
         record.update(q=q, k_kv=k, v_kv=v)
     if extend is not None:
         k, v = extend(k, v)  # [(B,) n_kv_heads, p + m, d_head]
-    z = attention_z(q, k, v, causal, how) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
+    z = attention_z(q, k, v, causal, how, scale=cfg.attn_scale, window=window, softcap=cfg.attn_softcap)
+    z = z * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
     apply_patch(z, patch)
     attn_out = unproject(z, w.W_O)  # [(B,) m, d_model]
     if w.b_O is not None:
@@ -184,33 +251,47 @@ def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bo
 
 
 def mlp(x: torch.Tensor, w: MLPWeights, cfg: ModelConfig) -> torch.Tensor:
-    """GELU MLP (GPT-2, BERT) or SwiGLU (Llama) on x [n, d_model] -> [n, d_model]."""
+    """Plain MLP act(x W_in) W_out (GPT-2, BERT, OPT) or gated act(x W_gate) * x W_in (SwiGLU, GeGLU) on
+    x [n, d_model] -> [n, d_model]."""
 
     def linear(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         out = h @ W
         return out if b is None else out + b
 
-    if cfg.mlp == "swiglu":
+    if w.W_gate is not None:
         hidden = activation(linear(x, w.W_gate, w.b_gate), cfg.act) * linear(x, w.W_in, w.b_in)  # [n, d_mlp]
     else:
         hidden = activation(linear(x, w.W_in, w.b_in), cfg.act)  # [n, d_mlp]
     return linear(hidden, w.W_out, w.b_out)
 
 
-def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-          rope: tuple[torch.Tensor, torch.Tensor] | None, patch: HeadPatch | Sequence[HeadPatch], how: Attention,
-          extend: Extend | None = None, record: Record | None = None) -> torch.Tensor:
-    """One transformer block on the residual stream x [(B,) m, d_model] -> resid_post. record, when given,
-    receives what a Trace stores of the block."""
+def maybe_norm(x: torch.Tensor, w: NormWeights | None, cfg: ModelConfig) -> torch.Tensor:
+    return x if w is None else norm(x, w, cfg)
+
+
+def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor, rope: Rope,
+          patch: HeadPatch | Sequence[HeadPatch], how: Attention, extend: Extend | None = None,
+          record: Record | None = None, layer: int = 0) -> torch.Tensor:
+    """Block `layer` on the residual stream x [(B,) m, d_model] -> resid_post. record, when given, receives what
+    a Trace stores of the block. Pre-norm blocks may also norm each sublayer's output before it is added
+    (Gemma 2/3: ln1_post, ln2_post; OLMo 2 has those alone): attn_out and mlp_out are then what is added."""
     if record is not None:
         record["resid_pre"] = x
+    window = cfg.windows[layer] if cfg.windows else 0
     if cfg.norm_placement == "pre":
-        attn_out = attention(norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, extend, record)
+        attn_out = attention(maybe_norm(x, w.ln1, cfg), w.attn, cfg, causal, heads_on, rope, patch, how, extend,
+                             record, window)
+        if w.ln1_post is not None:
+            attn_out = norm(attn_out, w.ln1_post, cfg)
+            if record is not None:
+                record["attn_out"] = attn_out
         resid_mid = x + attn_out
-        mlp_out = mlp(norm(resid_mid, w.ln2, cfg), w.mlp, cfg)
-        resid_post = resid_mid + mlp_out
+        mlp_out = mlp(maybe_norm(x if cfg.parallel else resid_mid, w.ln2, cfg), w.mlp, cfg)
+        if w.ln2_post is not None:
+            mlp_out = norm(mlp_out, w.ln2_post, cfg)
+        resid_post = resid_mid + mlp_out  # parallel: x + attn_out + mlp_out, the MLP having read x
     else:  # post-norm: the norm follows each sum
-        attn_out = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, extend, record)
+        attn_out = attention(x, w.attn, cfg, causal, heads_on, rope, patch, how, extend, record, window)
         resid_mid = norm(x + attn_out, w.ln1, cfg)
         mlp_out = mlp(resid_mid, w.mlp, cfg)
         resid_post = norm(resid_mid + mlp_out, w.ln2, cfg)
@@ -224,6 +305,8 @@ def block(x: torch.Tensor, w: BlockWeights, cfg: ModelConfig, causal: bool, head
 def embed(token_ids: torch.Tensor, w: Weights, cfg: ModelConfig, offset: int = 0) -> torch.Tensor:
     """Token (+ learned position, + token type 0) embedding of ids at positions offset..: [n, d_model]."""
     x = w.W_E[token_ids]
+    if cfg.embed_scale != 1.0:
+        x = x * cfg.embed_scale
     if w.W_pos is not None:
         x = x + w.W_pos[offset: offset + len(token_ids)]
     if w.W_type is not None:
@@ -243,7 +326,10 @@ def unembed(x: torch.Tensor, w: Weights, cfg: ModelConfig) -> torch.Tensor:
     if u.W_dense is not None:
         x = norm(activation(x @ u.W_dense + u.b_dense, cfg.act), u.ln, cfg)
     logits = x @ u.W_U
-    return logits if u.b_U is None else logits + u.b_U
+    logits = logits if u.b_U is None else logits + u.b_U
+    if cfg.final_softcap:
+        logits = torch.tanh(logits / cfg.final_softcap) * cfg.final_softcap
+    return logits
 
 
 @dataclass
@@ -267,9 +353,7 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
     """
     patch = patch or {}
     first, x = start if start is not None else (0, embed(token_ids, w, cfg, offset))
-    rope = None
-    if cfg.positions == "rotary":
-        rope = rotary_angles(cfg, torch.arange(offset, offset + len(token_ids), device=x.device))
+    ropes = layer_ropes(cfg, torch.arange(offset, offset + len(token_ids), device=x.device))
     heads_on = head_mask.to(device=x.device, dtype=x.dtype)  # [n_layers, n_heads]
     records: list[Record] = []
     for layer in range(first, cfg.n_layers):
@@ -278,8 +362,9 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
             stop.done = (records, layer, x)  # what was computed: the model turns it into a reusable prefix
             raise stop
         record: Record = {}
-        x = block(x, w.blocks[layer], cfg, causal, heads_on[layer], rope, patch.get(layer, {}), attention_impl,
-                  extend=cache.extend(layer) if cache is not None else None, record=record)
+        x = block(x, w.blocks[layer], cfg, causal, heads_on[layer], ropes[layer], patch.get(layer, {}),
+                  attention_impl, extend=cache.extend(layer) if cache is not None else None, record=record,
+                  layer=layer)
         records.append(record)
     if cache is not None:
         cache.length += len(token_ids)

@@ -32,6 +32,8 @@ class AttentionWeights:
     b_K: Tensor | None = None  # [n_kv_heads, d_head]
     b_V: Tensor | None = None  # [n_kv_heads, d_head]
     b_O: Tensor | None = None  # [d_model]
+    q_norm: NormWeights | None = None  # RMSNorm of q, k: [d_head] per head, or [n_heads, 1, d_head] over all heads
+    k_norm: NormWeights | None = None
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,12 @@ class MLPWeights:
 
 @dataclass(frozen=True)
 class BlockWeights:
-    ln1: NormWeights  # before attention (pre-norm) or after its sum (post-norm)
+    ln1: NormWeights | None  # before attention (pre-norm) or after its sum (post-norm); None: OLMo 2
     attn: AttentionWeights
-    ln2: NormWeights
+    ln2: NormWeights | None  # before the MLP (pre-norm) or after its sum (post-norm); None: OLMo 2
     mlp: MLPWeights
+    ln1_post: NormWeights | None = None  # on the attention's output before it is added (Gemma 2/3, OLMo 2)
+    ln2_post: NormWeights | None = None  # on the MLP's output before it is added (Gemma 2/3, OLMo 2)
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,15 @@ class Weights:
             return {name: p.get(f"{prefix}.{name}") for name in names}
 
         def attention(prefix: str) -> AttentionWeights:
-            found = pick(prefix, tuple(f.name for f in fields(AttentionWeights)))
+            found = pick(prefix, tuple(f.name for f in fields(AttentionWeights) if not f.name.endswith("_norm")))
             for name in ("W_Q", "W_K", "W_V"):
                 found[name] = _heads_as_columns(found[name])
-            return AttentionWeights(**found)
+            return AttentionWeights(**found, q_norm=norm(f"{prefix}.q_norm"), k_norm=norm(f"{prefix}.k_norm"))
 
         blocks = tuple(
             BlockWeights(
                 ln1=norm(f"blocks.{layer}.ln1"), ln2=norm(f"blocks.{layer}.ln2"),
+                ln1_post=norm(f"blocks.{layer}.ln1_post"), ln2_post=norm(f"blocks.{layer}.ln2_post"),
                 attn=attention(f"blocks.{layer}.attn"),
                 mlp=MLPWeights(**pick(f"blocks.{layer}.mlp", tuple(f.name for f in fields(MLPWeights)))),
             )

@@ -64,6 +64,22 @@ def in_use(hub: FakeHub, root: Path) -> dict:
             "entries": entries(root)}
 
 
+def families(hub: FakeHub, root: Path) -> dict:
+    """Each repository loaded in turn: (result, the engine's family, parameters, the files fetched)."""
+    import engine
+    from components import settings
+
+    seen = {}
+    for name in hub.repos:
+        before = len(hub.served)
+        try:
+            model = engine.load(name, **settings.load().load_options())
+            seen[name] = ["ok", model.config.family, model.n_params(), sorted(f for _, f in hub.served[before:])]
+        except engine.EngineError as err:
+            seen[name] = [f"{type(err).__name__}: {err}", None, 0, sorted(f for _, f in hub.served[before:])]
+    return seen
+
+
 def main() -> None:
     args = json.loads(sys.argv[1])
     repos = {repo: Path(folder) for repo, folder in args["repos"].items()}
@@ -72,7 +88,7 @@ def main() -> None:
                           ATTN_EXPLORER_MODEL_CACHE_GB=str(args["budget_gb"]), ATTN_EXPLORER_DEVICE="cpu",
                           HF_HUB_DISABLE_PROGRESS_BARS="1")
         root = Path(args["cache"]) / "hub"
-        result = {"lru": lru, "in_use": in_use}[args["scenario"]](hub, root)
+        result = {"lru": lru, "in_use": in_use, "families": families}[args["scenario"]](hub, root)
     print(json.dumps(result))
 
 

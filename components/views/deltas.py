@@ -24,7 +24,7 @@ def render(ctx: ViewContext) -> None:
     st.subheader(f"Δe: what attention adds to each embedding · layer {layer}")
     st.caption("Each head proposes a change Δe to every token's embedding; the block adds the sum of all heads "
                "(plus the output bias b_O) to the residual stream.")
-    if note := content.post_norm_note(trace.config):
+    if note := content.post_norm_note(trace.config, model.weights.blocks[layer].ln1_post is not None):
         st.info(note)
     token = token_select("Token whose Δe to break down", tokens, key="deltas_token",
                          default=last_word_token(model, trace))

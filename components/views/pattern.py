@@ -88,7 +88,9 @@ def render(ctx: ViewContext) -> None:
     else:
         shown = pooling.window(trace, matrix, layer, head, 0, n, normalise)  # [n, n]
         scores = readonly(trace["scores", layer, head])  # [n, n]
-        masked = trace.masked().cpu().numpy()  # [n, n] bool, True where a query may not see a key
+        masked = trace.masked(layer=layer).cpu().numpy()  # [n, n] bool, True where a query may not see a key
+    if note := content.attention_note(trace.config, layer):
+        st.caption(note)
     if ctx.head_off:
         st.warning(f"Head {layer}.{head} is switched off: its pattern is computed but it adds nothing (Δe = 0).")
     title, caption, value_name = describe(show, normalise, layer, head)
@@ -133,7 +135,7 @@ def render_zoom(ctx: ViewContext, show: str, normalise: bool, value_name: str, z
     tokens = trace.tokens[start:end + 1]
     shown = pooling.window(trace, matrix, layer, head, start, end + 1, normalise)  # [w, w]
     scores = pooling.window(trace, "scores", layer, head, start, end + 1)  # [w, w], before masking
-    masked = trace.masked(slice(start, end + 1))[:, start:end + 1].cpu().numpy()  # [w, w]
+    masked = trace.masked(slice(start, end + 1), layer)[:, start:end + 1].cpu().numpy()  # [w, w]
     left, right = st.columns(2)
     with left:
         name = "pattern" if show == "alpha" else SHOW[show]

@@ -58,7 +58,7 @@ def render_delta(ctx: ViewContext, dims: int) -> tuple[analysis.PCA, str]:
                        "fill the picture)", value=len(tokens) > 2, key="projections_skip")
     p = analysis.delta_projection(ctx.trace, ctx.layer, None if who == -1 else who, k=3,
                                   skip=[0] if skip and len(tokens) > 2 else [])
-    if note := content.post_norm_note(cfg):
+    if note := content.post_norm_note(cfg, ctx.model.weights.blocks[ctx.layer].ln1_post is not None):
         st.info(note)
     ctx.chart(delta_figure(p, tokens, dims), key="projections_delta_fig")
     return p.basis, f"{2 * len(tokens)} vectors (e and e + Δe) of dimension {cfg.d_model}"

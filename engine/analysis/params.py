@@ -31,7 +31,8 @@ def categorised(w: Weights) -> Iterator[tuple[str, torch.Tensor]]:
     for block in w.blocks:
         yield from (("attention", t) for t in _tensors(block.attn))
         yield from (("MLPs", t) for t in _tensors(block.mlp))
-        yield from (("norms", t) for norm in (block.ln1, block.ln2) for t in _tensors(norm))
+        norms = (block.ln1, block.ln2, block.ln1_post, block.ln2_post)
+        yield from (("norms", t) for norm in norms if norm is not None for t in _tensors(norm))
     for norm in (w.embed_ln, w.ln_final, w.unembed.ln if w.unembed else None):
         if norm is not None:
             yield from (("norms", t) for t in _tensors(norm))
