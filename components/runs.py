@@ -1,5 +1,5 @@
-"""Models and runs shared by every session of the server process: one model store and one trace cache (which
-holds generations too)."""
+"""Models and runs shared by every session of the server process: one model store and one run cache (which holds
+generations, patching sweeps and role probes too), under a memory budget that counts the measured memory."""
 
 from __future__ import annotations
 
