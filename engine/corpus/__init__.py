@@ -26,7 +26,7 @@ from ..arrays import readonly
 from ..errors import InputError, RunCancelled
 from ..model import Model
 from .joint import normalise, project
-from .run import STATS, BatchResult, batches, run_batch
+from .run import MAX_BATCH, STATS, BatchResult, batches, run_batch
 from .sample import sample_corpus
 from .texts import Corpus, Limits, parse
 
@@ -126,11 +126,15 @@ def work_bytes(model: Model, max_batch_tokens: int, longest: int) -> int:
 def corpus_stats(model: Model, corpus: Corpus, max_tokens: int = 64, *, causal: bool | None = None,
                  progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
                  ray_address: str | None = None, model_name: str | None = None,
-                 load_options: dict | None = None) -> CorpusStats:
-    """Per-text statistics (STATS) and role scores (ROLES) of every head, every head on."""
+                 load_options: dict | None = None, max_batch: int = MAX_BATCH) -> CorpusStats:
+    """Per-text statistics (STATS) and role scores (ROLES) of every head, every head on; texts cut to max_tokens.
+    ray_address: run the batches on that Ray cluster, whose workers load `model_name` (default: the model's
+    config name) with load_options; progress(texts done, texts in all) after each batch; cancel() asked before
+    each batch."""
     tokens = tokenize(model, corpus, max_tokens)
     causal = model.config.causal if causal is None else bool(causal)
-    results = _run(model, tokens, causal, True, None, progress, cancel, ray_address, model_name, load_options)
+    results = _run(model, tokens, causal, True, None, progress, cancel, ray_address, model_name, load_options,
+                   max_batch)
     cfg = model.config
     per_text = {name: np.empty((len(corpus), cfg.n_layers, cfg.n_heads), dtype=np.float32) for name in NAMES}
     for result in results:
@@ -144,7 +148,7 @@ def corpus_stats(model: Model, corpus: Corpus, max_tokens: int = 64, *, causal: 
 def corpus_qk(model: Model, corpus: Corpus, layer: int, head: int, max_tokens: int = 64, *,
               causal: bool | None = None, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
               ray_address: str | None = None, model_name: str | None = None,
-              load_options: dict | None = None) -> JointQK:
+              load_options: dict | None = None, max_batch: int = MAX_BATCH) -> JointQK:
     """The queries and keys of head (layer, head) at every token of every text; only layers 0..layer run."""
     cfg = model.config
     if not (isinstance(layer, int) and 0 <= layer < cfg.n_layers and isinstance(head, int)
@@ -154,7 +158,7 @@ def corpus_qk(model: Model, corpus: Corpus, layer: int, head: int, max_tokens: i
     tokens = tokenize(model, corpus, max_tokens)
     causal = cfg.causal if causal is None else bool(causal)
     results = _run(model, tokens, causal, False, (layer, head), progress, cancel, ray_address, model_name,
-                   load_options)
+                   load_options, max_batch)
     by_text: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for result in results:
         start = 0
@@ -174,8 +178,8 @@ def corpus_qk(model: Model, corpus: Corpus, layer: int, head: int, max_tokens: i
 
 def _run(model: Model, tokens: Tokenized, causal: bool, stats: bool, qk_head: tuple[int, int] | None,
          progress: Progress | None, cancel: Callable[[], bool] | None, ray_address: str | None,
-         model_name: str | None, load_options: dict | None) -> list[BatchResult]:
-    groups = batches(tokens.lengths, causal)
+         model_name: str | None, load_options: dict | None, max_batch: int) -> list[BatchResult]:
+    groups = batches(tokens.lengths, causal, max_batch=max_batch)
     jobs = [(group, [tokens.token_ids[i] for i in group]) for group in groups]
     total = len(tokens.token_ids)
     if ray_address:

@@ -1,9 +1,9 @@
 """The joint query–key map of one head (AttentionViz, Yeh et al., 2023): queries and keys in one space.
 
-`normalise` moves the keys so that their centroid is the queries' centroid, then scales the queries by c and
-the keys by 1/c so that their mean norms match. Neither changes an attention pattern: scaling leaves every q·k
-as it is (c q · k / c), and the translation adds q·t to every score of a query, the same for all its keys,
-which the softmax ignores. `project` places the normalised points in 2D: PCA (default, exact and fast) or
+`normalise` scales the queries by c and the keys by 1/c so that their mean norms match, then moves the keys by
+one vector t so that their centroid is the queries' centroid. Neither changes an attention pattern: scaling
+leaves every q·k as it is (c q · k / c), and the translation adds c q·t to every score of a query, the same for
+all its keys, which the softmax ignores. `project` places the normalised points in 2D: PCA (default, exact and fast) or
 t-SNE (openTSNE) on request, over at most `max_points` points (a seeded sample beyond that).
 """
 
@@ -22,19 +22,18 @@ METHODS = ("pca", "tsne")
 @dataclass(frozen=True)
 class Normalised:
     q: np.ndarray  # [N, d_head]: c · q
-    k: np.ndarray  # [N, d_head]: (k + t) / c
-    translation: np.ndarray  # t [d_head]: mean(q) − mean(k)
-    scale: float  # c
+    k: np.ndarray  # [N, d_head]: k / c + t
+    translation: np.ndarray  # t [d_head]: c · mean(q) − mean(k) / c
+    scale: float  # c, with c² = mean ‖k‖ / mean ‖q‖
 
 
 def normalise(q: np.ndarray, k: np.ndarray) -> Normalised:
     """AttentionViz's normalisation of queries q [N, d_head] and keys k [M, d_head] (float64 inside)."""
     q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
-    translation = q.mean(0) - k.mean(0)  # [d_head]
-    moved = k + translation
-    q_norm, k_norm = np.linalg.norm(q, axis=1).mean(), np.linalg.norm(moved, axis=1).mean()
+    q_norm, k_norm = np.linalg.norm(q, axis=1).mean(), np.linalg.norm(k, axis=1).mean()
     scale = float(np.sqrt(k_norm / q_norm)) if q_norm > 0 and k_norm > 0 else 1.0
-    return Normalised(q=readonly(q * scale), k=readonly(moved / scale), translation=readonly(translation),
+    translation = scale * q.mean(0) - k.mean(0) / scale  # [d_head]
+    return Normalised(q=readonly(q * scale), k=readonly(k / scale + translation), translation=readonly(translation),
                       scale=scale)
 
 
