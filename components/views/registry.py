@@ -9,6 +9,7 @@ from types import ModuleType
 from components.state import Schema
 from components.views import (
     compare,
+    corpus,
     deltas,
     generate,
     heads,
@@ -41,6 +42,7 @@ VIEWS = (
     View("compare", "Compare", compare),
     View("params", "Parameters", params),
     View("generate", "Generate", generate),
+    View("corpus", "Corpus", corpus),
 )
 
 SCHEMA = Schema(tabs={v.id: v.label for v in VIEWS},
