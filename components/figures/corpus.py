@@ -60,8 +60,8 @@ def joint_figure(xy: np.ndarray, is_key: np.ndarray, colour: np.ndarray | None, 
     continuous colour [n] (e.g. the position). hover: one literal line per point; customdata [n, 2] (text id,
     position) for clicks."""
     data = []
-    for kind, rows, symbol, fixed in (("query", ~is_key, "circle", QUERY_COLOR), ("key", is_key, "diamond",
-                                                                                   KEY_COLOR)):
+    for kind, name, rows, symbol, fixed in (("query", "queries", ~is_key, "circle", QUERY_COLOR),
+                                            ("key", "keys", is_key, "diamond", KEY_COLOR)):
         marker = dict(size=5, symbol=symbol, opacity=0.75)
         if colour is None:
             marker["color"] = fixed
@@ -69,7 +69,7 @@ def joint_figure(xy: np.ndarray, is_key: np.ndarray, colour: np.ndarray | None, 
             marker.update(color=colour[rows], colorscale="Viridis", cmin=float(colour.min()),
                           cmax=float(colour.max()), colorbar=dict(title=dict(text=plotly_escape(colour_title)))
                           if kind == "query" else None, showscale=kind == "query")
-        data.append(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=f"{kind}s", marker=marker,
+        data.append(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=name, marker=marker,
                                  customdata=customdata[rows], hovertext=[hover[i] for i in np.flatnonzero(rows)],
                                  hovertemplate=f"{kind}: %{{hovertext}}<extra></extra>"))
     return go.Figure(data=data, layout=dict(

@@ -250,7 +250,12 @@ def render_joint(ctx: ViewContext, texts: corpus.Corpus, job: corpus_jobs.Job) -
     sampled = f" (a sample of {len(rows):,} of the {2 * n:,} points, fixed by a seed)" if len(rows) < 2 * n else ""
     st.caption(markdown_literal(
         f"{n:,} tokens of {len(texts):,} texts{sampled}; scale c = {joint_scale(joint):.3f}. Click a point to open "
-        "its text in the other tabs (the sidebar's sentence becomes it)."))
+        "its text in the other tabs (the sidebar's sentence becomes it), or choose a text here:"))
+    left, right = st.columns([3, 1])
+    left.selectbox("Text", range(len(texts)), key="corpus_text",
+                   format_func=lambda i: f"{i + 1}: {token_text(texts.texts[i])[:100]}")
+    right.button("Open it in the other tabs", key="corpus_open",
+                 on_click=lambda: open_text_id(texts, int(st.session_state.get("corpus_text") or 0)))
 
 
 def joint_scale(joint: corpus.JointQK) -> float:
@@ -262,7 +267,11 @@ def open_text(texts: corpus.Corpus) -> None:
     points = (st.session_state.get(JOINT_KEY) or {}).get("selection", {}).get("points", [])
     if not points or not isinstance(points[0].get("customdata"), list | tuple):
         return
-    text_id = int(points[0]["customdata"][0])
+    open_text_id(texts, int(points[0]["customdata"][0]))
+
+
+def open_text_id(texts: corpus.Corpus, text_id: int) -> None:
+    """Make text `text_id` of the corpus the app's sentence (every other tab shows it)."""
     if 0 <= text_id < len(texts):
         state.update(text=texts.texts[text_id])
         st.toast(markdown_literal(f"Opened text {text_id + 1}: {token_text(texts.texts[text_id])[:80]}"))
