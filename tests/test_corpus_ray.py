@@ -58,3 +58,22 @@ def test_ray_worker_failure_is_a_clear_message(cluster):
     model = engine.load("minilm-l6", device="cpu")
     with pytest.raises(engine.EngineError, match="a Ray worker failed"):
         corpus.corpus_stats(model, corpus.Corpus(("a", "b")), ray_address=cluster, model_name="/no/such/folder")
+
+
+def test_a_server_job_on_ray_is_cached_and_equal(cluster, tiny_folder):
+    from engine.serving import corpus as serving
+    from engine.serving.cache import RunCache
+
+    model = engine.load(str(tiny_folder), device="cpu")
+    texts = corpus.Corpus(tuple(corpus.sample_corpus().texts[100:130]))
+    cache, progress = RunCache(1 << 30), serving.Progress()
+    job = serving.Job(max_tokens=24, ray_address=cluster, model_name=str(tiny_folder),
+                      load_options=(("device", "cpu"),))
+    first = serving.get(cache, progress, model, texts, job, session="visitor")
+    again = serving.get(cache, progress, model, texts, job, session="visitor")
+    assert again is first and cache.runs_started == 1
+    assert progress.get(serving.key_of(model, texts, job, None)).texts == 30
+    local = corpus.corpus_stats(model, texts, 24)
+    for name in corpus.NAMES:
+        np.testing.assert_allclose(first.per_text[name], local.per_text[name], atol=1e-5, err_msg=name)
+    assert cache.nbytes == sum(a.nbytes for a in [*first.per_text.values(), first.n_tokens, first.truncated])
