@@ -110,7 +110,7 @@ def describe(ctx: ViewContext, texts: corpus.Corpus, job: corpus_jobs.Job) -> No
     cfg = ctx.model.config
     stats_mb = corpus.stats_bytes(cfg.n_layers, cfg.n_heads, len(texts)) / 1e6
     qk_mb = corpus_jobs.qk_mb(ctx.model, texts, job)
-    where = (f"on the Ray cluster at {job.ray_address}" if job.ray_address else "in this server's process")
+    where = "on the server's Ray cluster" if job.ray_address else "in this server's process"
     st.caption(markdown_literal(
         f"{len(texts):,} texts, each cut to {job.max_tokens} tokens, run {where} in batches of similar length. "
         f"What the job keeps: the statistics of {cfg.n_layers * cfg.n_heads} heads for every text ({stats_mb:.1f} "
