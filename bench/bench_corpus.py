@@ -41,13 +41,14 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cluster_rss_mb(pgids: list[int]) -> float:
+def cluster_rss_mb(roots: list[psutil.Process]) -> float:
+    """Summed RSS of the `ray start` processes and all their descendants (raylet's workers included)."""
     total = 0
-    for p in psutil.process_iter(["pid"]):
+    for root in roots:
         try:
-            if os.getpgid(p.pid) in pgids:
+            for p in [root, *root.children(recursive=True)]:
                 total += p.memory_info().rss
-        except (psutil.Error, ProcessLookupError):
+        except psutil.Error:
             pass
     return total / 1e6
 
@@ -83,17 +84,17 @@ def main() -> None:
     with ray_cluster.local_cluster(workers=1) as address:
         print(f"local Ray cluster up in {time.perf_counter() - start_cluster:.0f} s at {address}")
         on_ray.connect(address)
-        pgids = [os.getpgid(p.pid) for p in psutil.Process().children() if "ray" in " ".join(p.cmdline())]
+        roots = [p for p in psutil.Process().children() if "ray" in " ".join(p.cmdline())]
         peaks, running = [0.0], threading.Event()
         running.set()
 
         def sample() -> None:  # the cluster's summed RSS, every half second while the job runs
             while running.is_set():
-                peaks.append(cluster_rss_mb(pgids))
+                peaks.append(cluster_rss_mb(roots))
                 time.sleep(0.5)
 
         sampler = threading.Thread(target=sample, daemon=True)
-        idle = cluster_rss_mb(pgids)
+        idle = cluster_rss_mb(roots)
         sampler.start()
         start = time.perf_counter()
         remote = corpus.corpus_stats(model, texts, args.max_tokens, ray_address=address, model_name=args.model,
