@@ -79,6 +79,10 @@ class Settings:
     memory_mb: int  # memory for runs in flight and finished runs together; runs that do not fit wait
     runs_per_minute: int  # new runs one visitor may start per minute
     trust_forwarded: bool = False  # is the visitor the X-Forwarded-For client (a trusted balancer in front)?
+    corpus_max_texts: int = 1_000  # texts of a corpus (an upload's further lines are left out)
+    corpus_max_tokens: int = 64  # tokens per corpus text (longer texts are cut)
+    corpus_upload_bytes: int = 2 << 20  # largest corpus file a visitor may upload
+    ray_address: str = ""  # empty: corpus runs in the server process; "auto", "host:port", "ray://host:port": Ray
 
     def load_options(self) -> dict:
         """Keyword arguments for engine.load that carry this server's limits and policy."""
@@ -115,4 +119,8 @@ def load() -> Settings:
         memory_mb=_int("ATTN_EXPLORER_MEMORY_MB", default_budget_bytes() >> 20),
         runs_per_minute=_int("ATTN_EXPLORER_RUNS_PER_MINUTE", 30),
         trust_forwarded=_bool("ATTN_EXPLORER_TRUST_FORWARDED", False),
+        corpus_max_texts=_int("ATTN_EXPLORER_CORPUS_MAX_TEXTS", 1_000),
+        corpus_max_tokens=_int("ATTN_EXPLORER_CORPUS_MAX_TOKENS", 64),
+        corpus_upload_bytes=int(_float("ATTN_EXPLORER_CORPUS_UPLOAD_MB", 2.0) * (1 << 20)),
+        ray_address=(_raw("ATTN_EXPLORER_RAY_ADDRESS") or "").strip(),
     )

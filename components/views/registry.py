@@ -9,6 +9,7 @@ from types import ModuleType
 from components.state import Schema
 from components.views import (
     compare,
+    corpus,
     deltas,
     generate,
     heads,
@@ -45,6 +46,7 @@ VIEWS = (
     View("params", "Parameters", params),
     View("generate", "Generate", generate),
     View("notes", "Follow the notes", notes),
+    View("corpus", "Corpus", corpus),
 )
 
 SCHEMA = Schema(tabs={v.id: v.label for v in VIEWS},

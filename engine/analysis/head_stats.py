@@ -42,18 +42,26 @@ def head_overview(trace: Trace, thumb_px: int = 48) -> HeadOverview:
     for layer in range(cfg.n_layers):
         for rows in trace.row_blocks(n_heads=cfg.n_heads):
             pattern = trace.pattern_rows(layer, rows).float()  # [n_heads, r, n]
-            r = pattern.shape[1]
-            local, position = torch.arange(r), torch.arange(rows.start, rows.stop)
-            plogp = torch.where(pattern > 0, pattern * torch.log2(pattern.clamp_min(1e-30)), 0.0)
-            sums["entropy"][layer] -= plogp.sum((1, 2)).double().cpu().numpy()
-            sums["first"][layer] += pattern[:, :, 0].sum(1).double().cpu().numpy()
-            sums["self"][layer] += pattern[:, local, position].sum(1).double().cpu().numpy()
-            later = position >= 1
-            sums["previous"][layer] += pattern[:, local[later], position[later] - 1].sum(1).double().cpu().numpy()
+            per_row = row_stats(pattern, torch.arange(rows.start, rows.stop, device=pattern.device))
+            for name in STATS:
+                sums[name][layer] += per_row[name].sum(-1).double().cpu().numpy()
             _pool_into(thumbs[layer], pattern.cpu().numpy(), edges, rows.start)
     counts = {"previous": max(n - 1, 1)}
     stats = {name: readonly(total / counts.get(name, n)) for name, total in sums.items()}
     return HeadOverview(thumbnails=readonly(thumbs), **stats)
+
+
+def row_stats(pattern: torch.Tensor, position: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each query row's entropy (bits), weight on the first token, on the previous token (0 for row 0), on itself,
+    and mean attention distance Σ_j α_ij |i − j|: pattern [..., h, r, n] of the query positions `position` [r]
+    -> [..., h, r] per name. A head's statistic is the mean over a text's rows (over rows 1.. for "previous")."""
+    r, n = pattern.shape[-2:]
+    local = torch.arange(r, device=pattern.device)
+    plogp = torch.where(pattern > 0, pattern * torch.log2(pattern.clamp_min(1e-30)), 0.0)
+    previous = pattern[..., local, (position - 1).clamp_min(0)] * (position >= 1)
+    distance = (position[:, None] - torch.arange(n, device=pattern.device)[None, :]).abs().to(pattern.dtype)  # [r, n]
+    return {"entropy": -plogp.sum(-1), "first": pattern[..., 0], "previous": previous,
+            "self": pattern[..., local, position], "distance": (pattern * distance).sum(-1)}
 
 
 def _pool_into(thumbs: np.ndarray, pattern: np.ndarray, edges: np.ndarray, start: int) -> None:
