@@ -13,7 +13,6 @@ is a new tensor (a copy or a computation), so no caller can write into a trace t
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,7 +20,7 @@ from types import MappingProxyType
 import torch
 
 from .config import ModelConfig
-from .transformer import Patch, Record, explicit_pattern, unembed
+from .transformer import Patch, Record, explicit_pattern, scaled_scores, unembed
 from .weights import Weights, WeightsView
 
 NAMES = ("resid_pre", "q", "k", "v", "scores", "pattern", "z", "head_out", "attn_out",
@@ -181,7 +180,7 @@ class Trace:
     def scores_rows(self, layer: int, rows: slice, head: int | None = None) -> torch.Tensor:
         """q·k/√d_head for a block of query rows, before masking: [n_heads, r, n] (or [r, n] for one head)."""
         q, k = self._rows_qk(layer, rows, head)
-        out = q @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)
+        out = scaled_scores(q, k)
         return out if head is None else out[0]
 
     def _rows_qk(self, layer: int, rows: slice, head: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,8 +237,7 @@ class Trace:
         if name in ("k", "v"):
             return self._repeated(name, layer, heads)
         if name == "scores":
-            k = self._repeated("k", layer, heads)
-            return stored["q"][heads] @ k.transpose(-1, -2) / math.sqrt(self.config.d_head)  # [h, n, n]
+            return scaled_scores(stored["q"][heads], self._repeated("k", layer, heads))  # [h, n, n]
         if name == "pattern":
             return explicit_pattern(stored["q"][heads], self._repeated("k", layer, heads), self.causal)
         # head_out: what each head adds to the residual stream, z @ W_O[h]

@@ -88,15 +88,30 @@ def causal_mask(n_query: int, n_key: int, device: torch.device | str = "cpu") ->
     return torch.ones(n_query, n_key, dtype=torch.bool, device=device).triu(1 + offset)
 
 
+def scaled_scores(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """q·k/√d_head (+ bias [m, n]): q [..., h, m, d_head], k [..., h, n, d_head] -> [..., h, m, n]. The scale
+    goes on q (the small operand) and the bias comes with the matmul, so the h × m × n tensor is written once.
+    Each row depends on its own query only: a block of rows equals those rows of the whole."""
+    *batch, m, d_head = q.shape
+    n = k.shape[-2]
+    q3 = (q / math.sqrt(d_head)).reshape(-1, m, d_head)  # [b, m, d_head]
+    k3 = k.reshape(-1, n, d_head)  # [b, n, d_head]
+    out = torch.empty(q3.shape[0], m, n, dtype=q.dtype, device=q.device)
+    torch.baddbmm(out if bias is None else bias, q3, k3.transpose(-1, -2), beta=0 if bias is None else 1, out=out)
+    return out.view(*batch, m, n)
+
+
 def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offset: int = 0) -> torch.Tensor:
     """softmax(q·k/√d_head) with masked keys at exactly 0: q [h, m, d_head] (positions query_offset..), k
-    [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access."""
-    scores = (q @ k.transpose(-1, -2)).div_(math.sqrt(q.shape[-1]))  # [h, m, n]
+    [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access.
+    The h × m × n tensor is allocated once: scale and mask come with the matmul, the softmax is in place."""
+    bias = None
     if causal:
         m, n = q.shape[-2], k.shape[-2]
         future = torch.ones(m, n, dtype=torch.bool, device=q.device).triu(1 + query_offset)
-        scores.masked_fill_(future, float("-inf"))  # in place: h × m × n is the big tensor here
-    return torch.softmax(scores, dim=-1)
+        bias = torch.zeros(m, n, dtype=q.dtype, device=q.device).masked_fill_(future, float("-inf"))  # [m, n]
+    scores = scaled_scores(q, k, bias)  # [h, m, n], -inf where masked
+    return torch.softmax(scores, dim=-1, out=scores)
 
 
 def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
