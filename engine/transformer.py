@@ -114,14 +114,19 @@ def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offse
     return torch.softmax(scores, dim=-1, out=scores)
 
 
-def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention) -> torch.Tensor:
+def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention,
+                record: Record | None = None) -> torch.Tensor:
     """z = pattern @ v for queries q [..., n_heads, m, d_head] against the key/value heads k, v [..., n_kv_heads,
-    n, d_head] that they share in groups (the queries are the last m of the n positions)."""
+    n, d_head] that they share in groups (the queries are the last m of the n positions). The explicit path
+    puts the pattern it computed in `record` (forward keeps it only when asked)."""
     m, n = q.shape[-2], k.shape[-2]
     group = q.shape[-3] // k.shape[-3]
     if how == "explicit":
         k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)  # [..., n_heads, n, d_head]
-        return explicit_pattern(q, k, causal, query_offset=n - m) @ v
+        pattern = explicit_pattern(q, k, causal, query_offset=n - m)  # [..., n_heads, m, n]
+        if record is not None:
+            record["pattern"] = pattern
+        return pattern @ v
     mask = None
     if causal and m > 1 and m != n:  # SDPA's is_causal aligns the mask top-left: give it the real one
         mask = ~causal_mask(m, n, q.device)
@@ -188,7 +193,7 @@ def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bo
         record.update(q=q, k_kv=k, v_kv=v)
     if extend is not None:
         k, v = extend(k, v)  # [(B,) n_kv_heads, p + m, d_head]
-    z = attention_z(q, k, v, causal, how) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
+    z = attention_z(q, k, v, causal, how, record) * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
     apply_patch(z, patch)
     attn_out = unproject(z, w.W_O)  # [(B,) m, d_model]
     if w.b_O is not None:
@@ -273,12 +278,13 @@ class Forward:
 def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool, head_mask: torch.Tensor, *,
             patch: Patch | None = None, attention_impl: Attention = "fused",
             start: tuple[int, torch.Tensor] | None = None, cache: KVCache | None = None, offset: int = 0,
-            cancel: Callable[[], bool] | None = None) -> Forward:
+            cancel: Callable[[], bool] | None = None, keep_pattern: bool = False) -> Forward:
     """Run token_ids [m] (at positions offset..offset+m-1) through the blocks.
 
     start=(layer, resid_pre of that layer): skip the earlier layers (their records are the caller's).
     cache: keys and values of positions 0..offset-1 from earlier calls; this call's are added to it.
     cancel: asked before each layer; True stops the run with RunCancelled.
+    keep_pattern: the explicit path's records keep the pattern each layer computed ("pattern").
     """
     patch = patch or {}
     first, x = start if start is not None else (0, embed(token_ids, w, cfg, offset))
@@ -295,6 +301,8 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
         record: Record = {}
         x = block(x, w.blocks[layer], cfg, causal, heads_on[layer], rope, patch.get(layer, {}), attention_impl,
                   extend=cache.extend(layer) if cache is not None else None, record=record)
+        if not keep_pattern:
+            record.pop("pattern", None)
         records.append(record)
     if cache is not None:
         cache.length += len(token_ids)
