@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: CPU seconds of this process instead of wall time; with --threads 1 an indication "
                              "that holds on a busy machine (memory-bound work still slows there)")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="CASE",
+                        help='cases to leave out, e.g. --skip "engine bulk" "engine keep bulk"')
     parser.add_argument("--no-tools", action="store_true", help="skip TransformerLens and nnsight")
     args = parser.parse_args(argv)
     if args.threads:
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{tool}: skipped: {case}")
             else:
                 cases[tool] = case
+    cases = {name: case for name, case in cases.items() if name not in args.skip or name == "HF eager"}
     memory = "allocated CUDA memory" if device.type == "cuda" else "RSS sampled every 5 ms"
     clock = "CPU time of the process" if args.clock == "cpu" else "wall time"
     print(f"SmolLM2-135M, float32; interleaved rounds; {clock}; peak rise over the level before each case ({memory}), "
