@@ -108,8 +108,7 @@ def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offse
     bias = None
     if causal:
         m, n = q.shape[-2], k.shape[-2]
-        future = torch.ones(m, n, dtype=torch.bool, device=q.device).triu(1 + query_offset)
-        bias = torch.zeros(m, n, dtype=q.dtype, device=q.device).masked_fill_(future, float("-inf"))  # [m, n]
+        bias = torch.full((m, n), float("-inf"), dtype=q.dtype, device=q.device).triu_(1 + query_offset)  # [m, n]
     scores = scaled_scores(q, k, bias)  # [h, m, n], -inf where masked
     return torch.softmax(scores, dim=-1, out=scores)
 
