@@ -2,7 +2,7 @@
 
 For each embedded model and length, on the same token ids, in one process, interleaved (engine, HF, engine,
 HF, ...): `Model.run_ids(ids)` versus the Hugging Face model (eager attention, float32) called with
-`output_attentions=True, output_hidden_states=True`. Prints a Markdown table of medians.
+`output_attentions=True, output_hidden_states=True`. Prints a Markdown table of medians and spreads (min–max).
 
     .venv/bin/python bench/bench_engine.py                   # both models, all lengths, CPU
     .venv/bin/python bench/bench_engine.py --quick           # 16 and 128 tokens only
@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's engine, not the one the editable install points at
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
@@ -186,6 +187,8 @@ def bench_model(name: str, device: torch.device, lengths: list[int], repeats: in
         row = {
             "model": name, "tokens": n, "repeats": len(engine_ms),
             "engine_ms": statistics.median(engine_ms), "hf_ms": statistics.median(hf_ms) if hf_ms else None,
+            "engine_spread": (min(engine_ms), max(engine_ms)),
+            "hf_spread": (min(hf_ms), max(hf_ms)) if hf_ms else None,
             "engine_peak": max(engine_peak), "hf_peak": max(hf_peak) if hf_peak else None,
             "trace_bytes": trace_bytes, "hf_bytes": hf_bytes,
         }
@@ -198,16 +201,21 @@ def bench_model(name: str, device: torch.device, lengths: list[int], repeats: in
     return rows
 
 
+def spread(low_high: tuple[float, float] | None) -> str:
+    return "—" if low_high is None else f"{low_high[0]:,.0f}–{low_high[1]:,.0f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | tokens | engine median ms | HF median ms | engine/HF | engine peak MB | HF peak MB "
-        "| trace MB (`nbytes`) | HF outputs MB | repeats |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | tokens | engine median ms | engine min–max | HF median ms | HF min–max | engine/HF "
+        "| engine peak MB | HF peak MB | trace MB (`nbytes`) | HF outputs MB | repeats |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         hf = r["hf_ms"] is not None
         lines.append(
-            f"| {r['model']} | {r['tokens']:,} | {r['engine_ms']:,.1f} | {r['hf_ms'] if hf else 0:,.1f} "
+            f"| {r['model']} | {r['tokens']:,} | {r['engine_ms']:,.1f} | {spread(r['engine_spread'])} "
+            f"| {r['hf_ms'] if hf else 0:,.1f} | {spread(r['hf_spread'])} "
             f"| {r['engine_ms'] / r['hf_ms'] if hf else 0:.2f} | {r['engine_peak'] / MB:,.1f} "
             f"| {r['hf_peak'] / MB if hf else 0:,.1f} | {r['trace_bytes'] / MB:,.1f} | {r['hf_bytes'] / MB:,.1f} "
             f"| {r['repeats']} |".replace("| 0.0 |", "| — |").replace("| 0.00 |", "| — |")

@@ -110,23 +110,27 @@ class Model:
     @torch.inference_mode()
     def run(self, text: str, causal: bool | None = None, head_mask: torch.Tensor | None = None,
             max_tokens: int | None = None, *, patch: PatchArg | None = None, reuse: Trace | Prefix | None = None,
-            attention: Attention = "fused", cancel: Callable[[], bool] | None = None) -> Trace:
+            attention: Attention = "fused", cancel: Callable[[], bool] | None = None,
+            keep: Sequence[str] = ()) -> Trace:
         """Tokenize and run `text`.
 
         causal: None = the model's own mask; head_mask: bool [n_layers, n_heads], False = head off;
         patch: {(layer, head): {position: z [d_head]}} replaces that head's z at those query positions;
         reuse: a trace of the same tokens whose layers before the first one that differs are taken as they are;
         attention: "fused" (scaled_dot_product_attention) or "explicit" (the reference);
-        cancel: asked before each layer, True stops the run with RunCancelled."""
+        cancel: asked before each layer, True stops the run with RunCancelled;
+        keep=("pattern",): for a caller that reads every layer's pattern (a notebook): attention runs explicitly
+        and each pattern it computes is handed, without a copy, to the first trace["pattern", layer] that asks
+        (held by the trace until then: 4.5 GB for SmolLM2 at 2,048 tokens)."""
         ids, truncated, n_total = self.tokenize(text, max_tokens)
         return self.run_ids(ids, causal=causal, head_mask=head_mask, truncated=truncated, n_tokens_in_text=n_total,
-                            patch=patch, reuse=reuse, attention=attention, cancel=cancel)
+                            patch=patch, reuse=reuse, attention=attention, cancel=cancel, keep=keep)
 
     @torch.inference_mode()
     def run_ids(self, token_ids: Sequence[int], causal: bool | None = None, head_mask: torch.Tensor | None = None,
                 truncated: bool = False, n_tokens_in_text: int | None = None, *, patch: PatchArg | None = None,
                 reuse: Trace | Prefix | None = None, attention: Attention = "fused",
-                cancel: Callable[[], bool] | None = None) -> Trace:
+                cancel: Callable[[], bool] | None = None, keep: Sequence[str] = ()) -> Trace:
         cfg = self.config
         token_ids = [int(i) for i in token_ids]
         if not token_ids:
@@ -135,6 +139,10 @@ class Model:
             raise InputError(f"{len(token_ids)} tokens exceed {cfg.name}'s context of {cfg.max_tokens}.")
         if attention not in ("fused", "explicit"):
             raise InputError(f"attention must be 'fused' or 'explicit', not {attention!r}.")
+        if isinstance(keep, str) or not set(keep) <= {"pattern"}:
+            raise InputError(f"keep takes ('pattern',) or (), not {keep!r}.")
+        if "pattern" in keep:
+            attention = "explicit"  # the path that computes the patterns
         head_mask = self.check_head_mask(head_mask)
         causal = cfg.causal if causal is None else bool(causal)
         patch = check_patch(patch, cfg, len(token_ids), self.device, self.dtype)
@@ -147,12 +155,13 @@ class Model:
             ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
             try:
                 out = forward(self._weights, cfg, ids, causal, head_mask, patch=patch, attention_impl=attention,
-                              start=start, cancel=cancel)
+                              start=start, cancel=cancel, keep_pattern="pattern" in keep)
             except RunCancelled as stop:
                 records, layer, resid = stop.done
                 stop.prefix = Prefix(config=cfg, _weights=self._weights, token_ids=tuple(token_ids), causal=causal,
                                      attention=attention, head_mask_=head_mask, patch=freeze_patch(patch),
-                                     layers=tuple(MappingProxyType(dict(r)) for r in kept + records),
+                                     layers=tuple(MappingProxyType({k: t for k, t in r.items() if k != "pattern"})
+                                                  for r in kept + records),
                                      resid_next=resid) if layer else None
                 raise
         return Trace.build(config=cfg, weights=self._weights, tokens=self.readable(token_ids), token_ids=token_ids,

@@ -15,6 +15,10 @@ attn_out before that norm only). In a parallel block (GPT-NeoX, GPT-J) the MLP r
 
 A trace is read-only: it is a frozen dataclass, its stores are mapping proxies, and everything it hands out
 is a new tensor (a copy or a computation), so no caller can write into a trace that other sessions share.
+
+A run with `keep=("pattern",)` (for a notebook that reads every pattern) computes attention explicitly and
+hands each layer's pattern from that pass to the first `trace["pattern", layer]` (or `patterns()`) that asks:
+given away, not copied, and no longer held by the trace, whose later reads compute it again (the same numbers).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from types import MappingProxyType
 import torch
 
 from .config import ModelConfig
-from .transformer import Patch, Record, explicit_pattern, hidden_keys, scores_of, unembed
+from .transformer import Patch, Record, explicit_pattern, hidden_keys, scaled_scores, unembed
 from .weights import Weights, WeightsView
 
 NAMES = ("resid_pre", "q", "k", "v", "scores", "pattern", "z", "head_out", "attn_out",
@@ -85,6 +89,8 @@ class Trace:
     patch: Mapping = field(default_factory=lambda: MappingProxyType({}), repr=False)  # {layer: {head: {pos: z}}}
     attention: str = "fused"  # the attention path that computed z: "fused" or "explicit"
     uid: int = field(default_factory=lambda: next(_uids))  # unique per run, for caches of derived views
+    # patterns from the forward pass (keep=("pattern",)), each handed to its first reader and then dropped
+    kept_patterns_: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, *, config: ModelConfig, weights: Weights, tokens: Sequence[str], token_ids: Sequence[int],
@@ -93,9 +99,10 @@ class Trace:
               truncated: bool = False, n_tokens_in_text: int | None = None) -> Trace:
         return cls(config=config, _weights=weights, tokens=tuple(tokens), token_ids=tuple(int(i) for i in token_ids),
                    causal=bool(causal), truncated=truncated, n_tokens_in_text=n_tokens_in_text or len(token_ids),
-                   layers=tuple(MappingProxyType(dict(r)) for r in records), resid_last=resid_last,
-                   resid_final_=resid_final, head_mask_=head_mask.clone().cpu(),
-                   patch=freeze_patch(patch or {}), attention=attention)
+                   layers=tuple(MappingProxyType({k: t for k, t in r.items() if k != "pattern"}) for r in records),
+                   resid_last=resid_last, resid_final_=resid_final, head_mask_=head_mask.clone().cpu(),
+                   patch=freeze_patch(patch or {}), attention=attention,
+                   kept_patterns_={layer: r["pattern"] for layer, r in enumerate(records) if "pattern" in r})
 
     def __repr__(self) -> str:
         return f"Trace({self.config.name}, {self.n_tokens} tokens, causal={self.causal}, uid={self.uid})"
@@ -171,6 +178,17 @@ class Trace:
             return (self.resid_last if last else self.layers[layer + 1]["resid_pre"]).clone()
         raise KeyError(f"unknown trace name {name!r}; known: {', '.join(NAMES)}")
 
+    def patterns(self, layers: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
+        """Every layer's pattern (or those of `layers`), each [n_heads, n, n], exactly trace["pattern", layer]:
+        what a notebook reads after a run, like Hugging Face's `attentions`. Each is computed when asked for
+        (one allocation, no copy) and belongs to the caller. All 30 layers of SmolLM2 at 2,048 tokens are 4.5 GB:
+        for long texts read a layer at a time (or `pattern_rows`)."""
+        return tuple(self["pattern", layer] for layer in self._layers(layers))
+
+    def scores(self, layers: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
+        """Every layer's scores (or those of `layers`), each [n_heads, n, n], exactly trace["scores", layer]."""
+        return tuple(self["scores", layer] for layer in self._layers(layers))
+
     def kv_heads(self, name: str, layer: int) -> torch.Tensor:
         """The stored key or value heads, [n_kv_heads, n, d_head], before repeating for the query heads."""
         self._check(layer)
@@ -189,7 +207,7 @@ class Trace:
         """The model's scores for a block of query rows, before masking: q·k scaled (1/√d_head unless
         config.attn_scale) and soft-capped (config.attn_softcap): [n_heads, r, n] (or [r, n] for one head)."""
         q, k = self._rows_qk(layer, rows, head)
-        out = scores_of(q, k, self.config.attn_scale, self.config.attn_softcap)
+        out = scaled_scores(q, k, scale=self.config.attn_scale, softcap=self.config.attn_softcap)
         return out if head is None else out[0]
 
     def _rows_qk(self, layer: int, rows: slice, head: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +237,7 @@ class Trace:
         """(storage id, bytes) of every distinct tensor storage the trace holds; reused layers share them."""
         seen = set()
         tensors = [t for stored in self.layers for t in stored.values()] + [self.resid_last, self.resid_final_]
-        for t in tensors:
+        for t in tensors + list(self.kept_patterns_.values()):
             key = t.untyped_storage().data_ptr()
             if key not in seen:
                 seen.add(key)
@@ -238,6 +256,12 @@ class Trace:
         cfg = self.config
         return {"scale": cfg.attn_scale, "window": cfg.window(layer), "softcap": cfg.attn_softcap}
 
+    def _layers(self, layers: Sequence[int] | None) -> list[int]:
+        layers = range(self.config.n_layers) if layers is None else list(layers)
+        for layer in layers:
+            self._check(layer)
+        return list(layers)
+
     def _repeated(self, name: str, layer: int, heads: slice) -> torch.Tensor:
         """k or v for the query heads in `heads`: [h, n, d_head] (each kv head repeated for its group)."""
         group = self.config.kv_group
@@ -252,8 +276,11 @@ class Trace:
             return self._repeated(name, layer, heads)
         if name == "scores":
             k = self._repeated("k", layer, heads)
-            return scores_of(stored["q"][heads], k, self.config.attn_scale, self.config.attn_softcap)  # [h, n, n]
+            return scaled_scores(stored["q"][heads], k, scale=self.config.attn_scale,
+                                 softcap=self.config.attn_softcap)  # [h, n, n]
         if name == "pattern":
+            if heads == slice(None) and (kept := self.kept_patterns_.pop(layer, None)) is not None:
+                return kept  # computed by the forward pass, given away: the trace no longer holds it
             return explicit_pattern(stored["q"][heads], self._repeated("k", layer, heads), self.causal,
                                     **self._attention(layer))
         # head_out: what each head adds to the residual stream, z @ W_O[h]

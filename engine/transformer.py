@@ -137,38 +137,62 @@ def causal_mask(n_query: int, n_key: int, device: torch.device | str = "cpu") ->
     return hidden_keys(n_query, n_key, n_key - n_query, True, device=device)
 
 
-def scores_of(q: torch.Tensor, k: torch.Tensor, scale: float = 0.0, softcap: float = 0.0) -> torch.Tensor:
-    """The model's attention scores before the mask: q·k [h, m, n] times scale (0: 1/√d_head), soft-capped to
-    ±softcap by cap·tanh(s/cap) where softcap > 0 (Gemma 2)."""
-    scores = q @ k.transpose(-1, -2)  # [h, m, n]
-    scores = scores.div_(math.sqrt(q.shape[-1])) if not scale else scores.mul_(scale)
+def scaled_scores(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None, *, scale: float = 0.0,
+                  softcap: float = 0.0) -> torch.Tensor:
+    """The model's attention scores: q·k times scale (0: 1/√d_head), soft-capped to ±softcap by cap·tanh(s/cap)
+    where softcap > 0 (Gemma 2), plus bias [m, n] (a mask of 0 and -inf) where given: q [..., h, m, d_head],
+    k [..., h, n, d_head] -> [..., h, m, n]. The scale goes on q (the small operand) and, without a soft-cap, the
+    bias comes with the matmul, so the h × m × n tensor is written once. Each row depends on its own query only:
+    a block of rows equals those rows of the whole."""
+    *batch, m, d_head = q.shape
+    n = k.shape[-2]
+    q3 = (q * (scale or 1 / math.sqrt(d_head))).reshape(-1, m, d_head)  # [b, m, d_head]
+    k3 = k.reshape(-1, n, d_head)  # [b, n, d_head]
+    out = torch.empty(q3.shape[0], m, n, dtype=q.dtype, device=q.device)
     if softcap:
-        scores = scores.div_(softcap).tanh_().mul_(softcap)
-    return scores
+        torch.bmm(q3, k3.transpose(-1, -2), out=out)
+        out.div_(softcap).tanh_().mul_(softcap)
+        if bias is not None:
+            out.add_(bias)
+    else:
+        torch.baddbmm(out if bias is None else bias, q3, k3.transpose(-1, -2), beta=0 if bias is None else 1,
+                      out=out)
+    return out.view(*batch, m, n)
 
 
 def explicit_pattern(q: torch.Tensor, k: torch.Tensor, causal: bool, query_offset: int = 0, *, scale: float = 0.0,
                      window: int = 0, softcap: float = 0.0) -> torch.Tensor:
     """softmax(scores) with hidden keys at exactly 0: q [h, m, d_head] (positions query_offset..), k
-    [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access."""
-    scores = scores_of(q, k, scale, softcap)  # [h, m, n]
-    hidden = hidden_keys(q.shape[-2], k.shape[-2], query_offset, causal, window, q.device)
-    if hidden is not None:
-        scores.masked_fill_(hidden, float("-inf"))  # in place: h × m × n is the big tensor here
-    return torch.softmax(scores, dim=-1)
+    [h, n, d_head] -> [h, m, n]. The reference computation, also what a Trace uses for patterns on access.
+    The h × m × n tensor is allocated once: scale and mask come with the matmul, the softmax is in place."""
+    m, n = q.shape[-2], k.shape[-2]
+    bias = None
+    if causal and not window:
+        bias = torch.full((m, n), float("-inf"), dtype=q.dtype, device=q.device).triu_(1 + query_offset)  # [m, n]
+    elif causal or window:
+        hidden = hidden_keys(m, n, query_offset, causal, window, q.device)  # [m, n]
+        bias = torch.zeros((m, n), dtype=q.dtype, device=q.device).masked_fill_(hidden, float("-inf"))
+    scores = scaled_scores(q, k, bias, scale=scale, softcap=softcap)  # [h, m, n], -inf where hidden
+    return torch.softmax(scores, dim=-1, out=scores)
 
 
 def attention_z(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, how: Attention, *,
-                scale: float = 0.0, window: int = 0, softcap: float = 0.0) -> torch.Tensor:
+                scale: float = 0.0, window: int = 0, softcap: float = 0.0, record: Record | None = None
+                ) -> torch.Tensor:
     """z = pattern @ v for queries q [..., n_heads, m, d_head] against the key/value heads k, v [..., n_kv_heads,
     n, d_head] that they share in groups (the queries are the last m of the n positions). A soft-capped model
-    always takes the explicit path (the fused kernel cannot cap scores)."""
+    always takes the explicit path (the fused kernel cannot cap scores). The explicit path puts the pattern it
+    computed in `record` (forward keeps it only when asked)."""
     m, n = q.shape[-2], k.shape[-2]
     group = q.shape[-3] // k.shape[-3]
     window = window if window < n else 0  # no two of these n positions are a window apart: nothing to hide
     if how == "explicit" or softcap:
         k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)  # [..., n_heads, n, d_head]
-        return explicit_pattern(q, k, causal, query_offset=n - m, scale=scale, window=window, softcap=softcap) @ v
+        pattern = explicit_pattern(q, k, causal, query_offset=n - m, scale=scale, window=window,
+                                   softcap=softcap)  # [..., n_heads, m, n]
+        if record is not None:
+            record["pattern"] = pattern
+        return pattern @ v
     mask = None
     if window:
         mask = ~hidden_keys(m, n, n - m, causal, window, q.device)
@@ -239,7 +263,8 @@ def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bo
         record.update(q=q, k_kv=k, v_kv=v)
     if extend is not None:
         k, v = extend(k, v)  # [(B,) n_kv_heads, p + m, d_head]
-    z = attention_z(q, k, v, causal, how, scale=cfg.attn_scale, window=window, softcap=cfg.attn_softcap)
+    z = attention_z(q, k, v, causal, how, scale=cfg.attn_scale, window=window, softcap=cfg.attn_softcap,
+                    record=record)
     z = z * heads_on[:, None, None]  # [(B,) n_heads, m, d_head]
     apply_patch(z, patch)
     attn_out = unproject(z, w.W_O)  # [(B,) m, d_model]
@@ -344,12 +369,13 @@ class Forward:
 def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool, head_mask: torch.Tensor, *,
             patch: Patch | None = None, attention_impl: Attention = "fused",
             start: tuple[int, torch.Tensor] | None = None, cache: KVCache | None = None, offset: int = 0,
-            cancel: Callable[[], bool] | None = None) -> Forward:
+            cancel: Callable[[], bool] | None = None, keep_pattern: bool = False) -> Forward:
     """Run token_ids [m] (at positions offset..offset+m-1) through the blocks.
 
     start=(layer, resid_pre of that layer): skip the earlier layers (their records are the caller's).
     cache: keys and values of positions 0..offset-1 from earlier calls; this call's are added to it.
     cancel: asked before each layer; True stops the run with RunCancelled.
+    keep_pattern: the explicit path's records keep the pattern each layer computed ("pattern").
     """
     patch = patch or {}
     first, x = start if start is not None else (0, embed(token_ids, w, cfg, offset))
@@ -365,6 +391,8 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
         x = block(x, w.blocks[layer], cfg, causal, heads_on[layer], ropes[layer], patch.get(layer, {}),
                   attention_impl, extend=cache.extend(layer) if cache is not None else None, record=record,
                   layer=layer)
+        if not keep_pattern:
+            record.pop("pattern", None)
         records.append(record)
     if cache is not None:
         cache.length += len(token_ids)

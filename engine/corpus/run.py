@@ -20,7 +20,7 @@ import torch
 from ..analysis.head_stats import row_stats
 from ..analysis.roles import ROLES, role_targets
 from ..model import Model
-from ..transformer import block, embed, explicit_pattern, rotary_angles
+from ..transformer import block, embed, explicit_pattern, layer_ropes
 
 STATS = ("entropy", "first", "previous", "self", "distance")
 MAX_BATCH = 64  # texts per batch
@@ -71,8 +71,8 @@ def _run_batch(model: Model, texts, token_ids, causal: bool, stats: bool, qk_hea
     for b, ids in enumerate(token_ids):
         padded[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     x = torch.stack([embed(row, w, cfg) for row in padded.to(device)])  # [B, m, d_model]
-    rope = rotary_angles(cfg, torch.arange(m, device=device)) if cfg.positions == "rotary" else None
     position = torch.arange(m, device=device)
+    ropes = layer_ropes(cfg, position)  # each layer's rotation (None without rotary)
     real = (position[None, :] < lengths.to(device)[:, None]).to(x.dtype)  # [B, m]: 1 at real query rows
     targets = _targets(token_ids, m, device) if stats else {}  # role -> [B, m, m]
     counts = {role: t.any(-1).sum(-1).cpu() for role, t in targets.items()}  # [B]: rows with targets
@@ -84,14 +84,15 @@ def _run_batch(model: Model, texts, token_ids, causal: bool, stats: bool, qk_hea
     qk = None
     for layer in range(last + 1):
         record: dict[str, torch.Tensor] = {}
-        x = block(x, w.blocks[layer], cfg, causal, heads_on, rope, {}, "fused", record=record)
+        x = block(x, w.blocks[layer], cfg, causal, heads_on, ropes[layer], {}, "fused", record=record, layer=layer)
         q = record["q"]  # [B, n_heads, m, d_head]
         k = record["k_kv"].repeat_interleave(cfg.n_heads // cfg.n_kv_heads, dim=1)  # [B, n_heads, m, d_head]
         if qk_head is not None and layer == qk_head[0]:
             qk = _real_rows(q[:, qk_head[1]], lengths), _real_rows(k[:, qk_head[1]], lengths)
         if not stats:
             continue
-        pattern = explicit_pattern(q, k, causal).float()  # [B, n_heads, m, m]; padded keys get 0 under causal
+        pattern = explicit_pattern(q, k, causal, scale=cfg.attn_scale, window=cfg.window(layer),
+                                   softcap=cfg.attn_softcap).float()  # [B, n_heads, m, m]; padded keys: 0 (causal)
         per_row = row_stats(pattern, position)  # name -> [B, n_heads, m]
         for name in STATS:
             sums[name][:, layer] = (per_row[name] * real[:, None]).sum(-1).double().cpu()
