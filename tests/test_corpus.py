@@ -86,6 +86,23 @@ def test_smollm2_statistics_equal_single_runs(smollm):
             np.testing.assert_allclose(stats.per_text[name][i], expected[name], atol=5e-5, err_msg=f"{i} {name}")
 
 
+@pytest.mark.parametrize("case", ["gemma2", "gemma3_text", "gpt_neo", "gpt_neox", "olmo2"])
+def test_family_statistics_equal_single_runs(case, tmp_path):
+    """Families with windows shorter than the texts, soft-caps, their own attention scale, per-layer rotary bases,
+    partial rotary, parallel blocks and q/k norms: the batched corpus pass equals each text's own trace."""
+    from tests.families import build
+
+    build(case, tmp_path)
+    model = engine.load(str(tmp_path), device="cpu")
+    stats = corpus.corpus_stats(model, corpus.Corpus(TEXTS), max_tokens=12)
+    for i, text in enumerate(TEXTS):
+        ids, _, _ = model.tokenize(text, 12)
+        expected = single_run_numbers(model, ids)
+        for name in corpus.NAMES:
+            np.testing.assert_allclose(stats.per_text[name][i], expected[name], atol=2e-5, rtol=1e-5,
+                                       err_msg=f"{case}: text {i}, {name}")
+
+
 @pytest.mark.parametrize("which", ["tiny_llama", "tiny_bert"])
 def test_batched_equals_one_text_at_a_time(which, request):
     model = request.getfixturevalue(which)
