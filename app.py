@@ -89,7 +89,7 @@ def main() -> None:
         return
     state.remember_good_view(text, s)
     notices(model, trace, s, applied)
-    tabs(ViewContext(model=model, trace=trace, base=base, state=s, settings=SETTINGS,
+    tabs(ViewContext(model=model, trace=trace, base=base, state=s, schema=SCHEMA, settings=SETTINGS,
                      run=lambda other, causal: runs.get_trace(model, other, causal, frozenset(), SETTINGS),
                      trace_later=runs.later(s.model, model, trace, text, s.causal, s.heads_off, SETTINGS,
                                             applied.patch)))

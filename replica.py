@@ -5,6 +5,7 @@
 scripts/run.sh starts one; scripts/serve.sh starts several of these behind HAProxy."""
 
 import asyncio
+import importlib
 from contextlib import asynccontextmanager
 
 import streamlit as st
@@ -13,7 +14,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cluster.status import replica_status
-from components import warm_start
 
 
 async def status(request: Request) -> JSONResponse:
@@ -26,10 +26,18 @@ async def status(request: Request) -> JSONResponse:
 WARM_START_DELAY_S = 1.0
 
 
+def warm_start() -> None:
+    """Begin the warm start (components.runs.warm_start); imported here, once the server answers: torch comes
+    with it. After the default page's run it imports every view module, as app.py does at its first run."""
+    from components import runs
+
+    runs.warm_start(then=lambda: importlib.import_module("components.views.registry"))
+
+
 @asynccontextmanager
 async def lifespan(app: st.App):
     # returns at once: the model loads in its own thread while the server answers
-    asyncio.get_running_loop().call_later(WARM_START_DELAY_S, warm_start.start)
+    asyncio.get_running_loop().call_later(WARM_START_DELAY_S, warm_start)
     yield
 
 

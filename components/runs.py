@@ -9,7 +9,9 @@ from collections.abc import Callable
 import streamlit as st
 
 import engine
-from components import visitor, warm_start
+from components import settings as settings_
+from components import state, visitor
+from components import warm_start as warm_start_
 from components.labels import markdown_literal
 from components.settings import Settings
 from components.waiting import show_waiting
@@ -46,6 +48,23 @@ def load(name: str, settings: Settings, progress=None) -> engine.Model:
     return engine.load(name, progress=progress, **settings.load_options())
 
 
+def warm_start(then: Callable[[], object] = lambda: None) -> warm_start_.Loading:
+    """As the server starts: load the default model into the shared store in the background (reading its verified
+    weight cache), then run the default page's text once through the run cache and call then() (replica.py
+    imports the views there), so that a first visitor finds the model loaded and its run computed or in flight."""
+    options = settings_.load()
+    default = state.AppState()
+
+    def head_start(model: engine.Model) -> None:
+        cache = shared_cache(options)
+        runs.get_trace(cache, model, default.text, causal=default.causal, heads_off=default.heads_off,
+                       max_tokens=options.max_tokens)
+        then()
+
+    return warm_start_.start(default.model, lambda progress: model_store().get(
+        default.model, lambda: load(default.model, options, progress)), head_start)
+
+
 def get_model(name: str, settings: Settings) -> engine.Model:
     """The shared model; the first load in a server process shows its progress (a cold start dequantises), also
     to visitors who arrive while the server loads it at its start (components/warm_start.py)."""
@@ -59,7 +78,7 @@ def get_model(name: str, settings: Settings) -> engine.Model:
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=markdown_literal(message))
 
-        warm_start.follow(name, progress)  # the server's own load of it, begun at its start, if one is running
+        warm_start_.follow(name, progress)  # the server's own load of it, begun at its start, if one is running
         model = store.get(name, lambda: load(name, settings, progress))
     slot.empty()
     return model

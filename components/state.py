@@ -292,6 +292,11 @@ def current(schema: Schema) -> AppState:
     return from_session(st.session_state, schema)
 
 
+def open_tab(schema: Schema, tab: str) -> None:
+    """Open the tab `tab` (an id) at the next run: from a widget's callback."""
+    st.session_state[KEYS["tab"]] = schema.tabs[tab]
+
+
 def update(**changes: Any) -> None:
     """Change fields of the app state, e.g. `update(layer=3, head=1)`: the one way components change it. Call it
     from a widget's callback, or before this run draws the widgets that show those fields."""

@@ -1,7 +1,8 @@
 """Warm start: the server loads the default model (reading its verified weight cache) as soon as it starts, in a
 background thread, so that its first visitor does not wait for it. replica.py starts it from the server's
-lifespan (before any session connects). A visitor who arrives during the load sees its progress
-(`follow`, called by components/runs.get_model), then the model from the shared store.
+lifespan (before any session connects) through `components.runs.warm_start`, which says what to load and what
+to run after. A visitor who arrives during the load sees its progress (`follow`, called by
+components/runs.get_model), then the model from the shared store.
 
 Nothing here runs a Streamlit command: the thread has no session. The model goes into the same shared store
 (`runs.model_store()`, an `st.cache_resource`) that every session uses.
@@ -52,30 +53,24 @@ def current() -> Loading | None:
         return next(iter(_LOADS.values()), None)
 
 
-def start(model: str | None = None) -> Loading:
-    """Begin loading `model` (default: the app's default model) under the operator's settings in a background
-    thread; returns at once. A second call gives the load already started."""
+def start(model: str, load: Callable[[Callable[[float, str], None]], object],
+          then: Callable[[object], None] = lambda model: None) -> Loading:
+    """Begin the warm start of `model` in a background thread and return at once: load(progress) loads it (into
+    the shared store), then(the model) gives the first visitor a head start (the default page's run). A second
+    call gives the load already started."""
     with _LOCK:
         if _LOADS:
             return next(iter(_LOADS.values()))
-        if model is None:
-            from engine import EMBEDDED  # the app's default model (components.state.DEFAULT_MODEL) is the first
-
-            model = next(iter(EMBEDDED))
         loading = _LOADS[model] = Loading(model)
-    threading.Thread(target=_load, args=(loading,), name="warm-start", daemon=True).start()
+    threading.Thread(target=_load, args=(loading, load, then), name="warm-start", daemon=True).start()
     return loading
 
 
-def _load(loading: Loading) -> None:
-    """Load the model into the shared store; then (the load is over for `follow` by then) run the default view's
-    text once through the shared run cache and import the views, so that a first visitor's default page finds
-    its run computed (or joins it: one run per request in flight) and the page's modules imported."""
+def _load(loading: Loading, load: Callable[[Callable[[float, str], None]], object],
+          then: Callable[[object], None]) -> None:
+    """Load the model; then (the load is over for `follow` by then) the head start."""
     try:
-        from components import runs, settings, state
-
-        options = settings.load()
-        model = runs.model_store().get(loading.model, lambda: runs.load(loading.model, options, loading.update))
+        model = load(loading.update)
     except Exception as err:  # noqa: BLE001 - the first visitor then loads it and sees the reason
         loading.error = f"{type(err).__name__}: {err}"
         return
@@ -83,13 +78,7 @@ def _load(loading: Loading) -> None:
         loading.seconds = time.monotonic() - loading.started
         loading.done.set()
     try:
-        from engine.serving import runs as serving
-
-        view = state.AppState(model=loading.model)
-        cache = runs.run_cache(options.memory_mb, options.trace_cache_entries, options.runs_per_minute)
-        serving.get_trace(cache, model, view.text, causal=view.causal, heads_off=view.heads_off,
-                          max_tokens=options.max_tokens)
-        import components.views.registry  # noqa: F401 - every view module, as app.py imports them
+        then(model)
     except Exception as err:  # noqa: BLE001 - a head start only: the visitor's own page does the same and reports
         _LOG.warning("warm start: the default page's run failed (%s: %s)", type(err).__name__, err)
 

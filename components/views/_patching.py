@@ -5,7 +5,6 @@ map whose cells, clicked, make that patched run the app's run (state.Patch) for 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -14,14 +13,12 @@ from components import content, state, sweeps
 from components.figures.compare import ALL_HEADS, cell_name, effect_map_figure, effect_table, point_to_cell
 from components.labels import markdown_literal, token_text
 from components.state import Field
+from components.views._pair import Pair
 from components.views.context import ViewContext
 from components.widgets import select
 from engine.analysis import compare
 from engine.analysis.predict import top_predictions
 from engine.serving.memory import sweep_bytes
-
-if TYPE_CHECKING:
-    from components.views.compare import Pair
 
 LAYER = Field("compare.layer", -1)  # the layer whose heads are swept one by one; -1 = the layer that moves B most
 ALL = Field("compare.all", False)  # sweep every head of every layer

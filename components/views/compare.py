@@ -5,8 +5,6 @@ the sweep's settings are kept in the link; a clicked patch becomes the app's run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -19,6 +17,7 @@ from components.figures.pattern import pattern_figure
 from components.labels import markdown_literal, token_text
 from components.state import Field
 from components.views import _patching
+from components.views._pair import Pair
 from components.views.context import ViewContext
 from components.widgets import select
 from engine.analysis import compare, senses
@@ -35,26 +34,6 @@ OCC_A = Field("compare.occ_a", -1)  # which occurrence of the word: -1 = the las
 OCC_B = Field("compare.occ_b", -1)
 FIELDS = (PRESET, TEXT_A, TEXT_B, WORD_A, WORD_B, OCC_A, OCC_B, *_patching.FIELDS)
 TOP = 5
-
-
-@dataclass(frozen=True)
-class Pair:
-    """The two runs compared, each with its target word's token positions; the target is the last of them."""
-
-    text_a: str
-    text_b: str
-    a: engine.Trace
-    b: engine.Trace
-    span_a: tuple[int, ...]
-    span_b: tuple[int, ...]
-
-    @property
-    def target_a(self) -> int:
-        return self.span_a[-1]
-
-    @property
-    def target_b(self) -> int:
-        return self.span_b[-1]
 
 
 def render(ctx: ViewContext) -> None:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import engine
 from components import widgets
 from components.settings import Settings
-from components.state import AppState
+from components.state import AppState, Schema
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class ViewContext:
     trace: engine.Trace  # the run the sidebar asks for: its mask and switched-off heads
     base: engine.Trace | None  # the unmodified run, while a mask or a head switch is active
     state: AppState
+    schema: Schema  # the tabs (id -> label) and every view's fields: the registry's
     run: Callable[[str, bool | None], engine.Trace]  # the cached engine run of another text (every head on)
     settings: Settings
     trace_later: Callable[[], engine.Trace]  # `trace` again after this script run (a download clicked later),

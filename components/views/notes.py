@@ -58,17 +58,9 @@ def _window_note(ctx: ViewContext, lo: int, hi: int) -> None:
                    "chosen token; the instrument tabs show the whole text.")
 
 
-def _label(view_id: str) -> str:
-    from components.views.registry import label  # the registry imports this module
-
-    return label(view_id)
-
-
-def _now() -> state.AppState:
+def _now(ctx: ViewContext) -> state.AppState:
     """The state now, with what this run's widgets changed (the token)."""
-    from components.views.registry import SCHEMA
-
-    return state.current(SCHEMA)
+    return state.current(ctx.schema)
 
 
 # ---- the twelve steps --------------------------------------------------------------------------------------------
@@ -368,16 +360,16 @@ def _go(step: int) -> None:
     state.set_value(STEP, step)
 
 
-def _explore(tab: str, token: int) -> None:
+def _explore(schema: state.Schema, tab: str, token: int) -> None:
     """Open the instrument tab `tab`, its token choices on the notes' token."""
-    st.session_state[state.KEYS["tab"]] = _label(tab)
+    state.open_tab(schema, tab)
     for key in TOKEN_WIDGETS:
         st.session_state[key] = token
 
 
 def link(ctx: ViewContext, **changes) -> str:
     """The page's link for this state with some fields changed (tab=..., views=...)."""
-    query = urllib.parse.urlencode(replace(_now(), **changes).to_query(ctx.settings))
+    query = urllib.parse.urlencode(replace(_now(ctx), **changes).to_query(ctx.settings))
     return "?" + query.replace("~", "%7E")  # every character escaped: nothing in the link reads as Markdown
 
 
@@ -406,9 +398,9 @@ def render(ctx: ViewContext) -> None:
     back, forward, explore = st.columns([1, 1, 3])
     back.button("← back", key="notes_back", disabled=number == 1, on_click=_go, args=(number - 1,))
     forward.button("next →", key="notes_next", disabled=number == len(STEPS), on_click=_go, args=(number + 1,))
-    explore.button(f"Explore this in the “{_label(step.tab)}” tab", key="notes_explore", on_click=_explore,
-                   args=(step.tab, token))
+    explore.button(f"Explore this in the “{ctx.schema.tabs[step.tab]}” tab", key="notes_explore",
+                   on_click=_explore, args=(ctx.schema, step.tab, token))
     step.draw(ctx, token, notes.window(ctx.trace.n_tokens, token))
     here, there = link(ctx, tab="notes"), link(ctx, tab=step.tab)
-    name = markdown_literal(_label(step.tab))
+    name = markdown_literal(ctx.schema.tabs[step.tab])
     st.markdown(f"[Link to this step]({here}) · [the “{name}” tab in a new page]({there})")

@@ -138,20 +138,18 @@ def take_typed(model: engine.Model) -> None:
     state.set_value(TARGET, token)
 
 
-def open_head(layer: int, head: int) -> None:
+def open_head(schema: state.Schema, layer: int, head: int) -> None:
     """Focus the app on a head and open the pattern view."""
-    from components.views.registry import label  # the registry imports this module
-
     state.update(layer=layer, head=head)
-    st.session_state[state.KEYS["tab"]] = label("pattern")
+    state.open_tab(schema, "pattern")
 
 
-def open_clicked(key: str) -> None:
+def open_clicked(schema: state.Schema, key: str) -> None:
     """on_select of a figure whose points carry [layer, head]."""
     points = (st.session_state.get(key) or {}).get("selection", {}).get("points", [])
     data = points[0].get("customdata") if points else None
     if isinstance(data, list | tuple) and len(data) >= 2:
-        open_head(int(data[0]), int(data[1]))
+        open_head(schema, int(data[0]), int(data[1]))
 
 
 def token_name(model: engine.Model, token: int | None) -> str:
@@ -182,7 +180,7 @@ def render_prediction(ctx: ViewContext, position: int, target: int, baseline: in
         "to the logit difference exactly. “Direct” means only the piece's own path to the output: a head that "
         "helps by feeding later heads gets no credit here."))
     ctx.chart(figures.head_map_figure(a.heads, f"Each head's direct part of {what}", "part"), key="why_heads_map",
-              on_select=lambda: open_clicked("why_heads_map"), selection_mode="points")
+              on_select=lambda: open_clicked(ctx.schema, "why_heads_map"), selection_mode="points")
     st.caption("Red pushes toward the target, blue toward the baseline. Click a head to open its pattern.")
     names, values = top_parts(a)
     ctx.chart(figures.parts_bar_figure(names, values, "The largest parts", "part of the logit difference"),
@@ -216,7 +214,7 @@ def render_by_source(ctx: ViewContext, a, what: str) -> None:
     st.caption("Each bar: the head's attention weight on that key times what the key's value adds to the logit "
                "difference through the head's output map. The bars add up to the head's part.")
     st.button(f"Open head {layer}.{head} in the pattern view", key="why_open_head", on_click=open_head,
-              args=(layer, head))
+              args=(ctx.schema, layer, head))
 
 
 # ---- why this score ---------------------------------------------------------------------------------------
@@ -387,7 +385,7 @@ def render_flow(ctx: ViewContext, position: int, tokens: tuple[int, int | None] 
         graph = per_trace(whole_graph, model, trace, float(threshold))
     title = f"Route from token {position} “{token_text(trace.tokens[position])}” (share ≥ {threshold:.2f})"
     ctx.chart(figures.flow_figure(trace.tokens, cfg.n_layers, graph, route.edges, title), key="why_flow",
-              on_select=lambda: open_clicked("why_flow"), selection_mode="points")
+              on_select=lambda: open_clicked(ctx.schema, "why_flow"), selection_mode="points")
     st.caption(markdown_literal(
         "In each block, a part's share is how much it brings the block's output closer (in L1 distance) to what "
         "the block actually outputs, over all the parts' (Ferrando & Voita, 2024). Red: the route from the chosen "
