@@ -78,6 +78,7 @@ def flow_contributions(model: Model, trace: Trace, layer: int, rows: Sequence[in
     """The shares of every part of layer `layer`'s attention and MLP blocks at the query positions `rows`
     (default: every position); see the module for the rule."""
     cfg, w = trace.config, trace._weights
+    fn.check_linear(cfg, "Information flow")
     if not (isinstance(layer, int) and 0 <= layer < cfg.n_layers):
         raise InputError(f"layer {layer} is outside 0..{cfg.n_layers - 1}.")
     rows = _rows(trace, rows)

@@ -69,13 +69,17 @@ def sides(trace: Trace, layer: int, head: int, query: int, key: int) -> tuple[to
     out = []
     for i, (W, b, w_norm, index) in enumerate(((attn.W_Q, attn.b_Q, attn.q_norm, head),
                                                (attn.W_K, attn.b_K, attn.k_norm, kv_head))):
-        side = torch.einsum("pd,hde->phe", parts[:, i], W.double())  # [n_parts, h, d_head]: every head
-        if b is not None:
-            side[1] = side[1] + b.double()
-        if cfg.qk_norm:
+        if cfg.qk_norm == "all":  # its statistic is over every head's projection: compute them all
+            side = torch.einsum("pd,hde->phe", parts[:, i], W.double())  # [n_parts, h, d_head]
+            if b is not None:
+                side[1] = side[1] + b.double()
             side = fn.freeze_qk_norm(side[:, index], w_norm, side.sum(0), index, cfg)  # [n_parts, d_head]
         else:
-            side = side[:, index]
+            side = parts[:, i] @ W[index].double()  # [n_parts, d_head]
+            if b is not None:
+                side[1] = side[1] + b[index].double()
+            if cfg.qk_norm:
+                side = fn.freeze_qk_norm(side, w_norm, side.sum(0)[None], 0, cfg)
         if rope is not None:
             cos, sin = rope[0][i:i + 1].double(), rope[1][i:i + 1].double()
             side = rotary(side, cos, sin, cfg.rotary_interleaved)
