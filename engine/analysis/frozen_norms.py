@@ -99,7 +99,9 @@ def residual_parts(trace: Trace, layer: int, positions: Sequence[int]) -> torch.
 
     A head's part is its head_out (its z through W_O; b_V rides in z); the bias part holds every b_O and, for
     post-norm models, every norm's bias. Post-norm: each earlier block's two norms are applied to every part
-    with their scale frozen at each position."""
+    with their scale frozen at each position. An output norm after attention (Gemma 2/3, OLMo 2) is applied to
+    each head's part and b_O, frozen at each position's Σ head_out + b_O; a parallel block (GPT-NeoX, GPT-J)
+    adds the same parts."""
     cfg, w = trace.config, trace._weights
     index = torch.tensor(list(positions), dtype=torch.long, device=trace.device)
     embed = trace.layers[0]["resid_pre"][index].double()  # [m, d_model]
