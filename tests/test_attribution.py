@@ -12,6 +12,7 @@ import torch
 import engine
 from engine.analysis.flow import flow_contributions, flow_route
 from engine.analysis.frozen_norms import check_linear
+from tests.families import CASES, build
 from tests.test_parity import tiny
 
 SENTENCE = "The capital of France is Paris, and the capital of Germany is"
@@ -44,6 +45,20 @@ def frozen_final(trace: engine.Trace, position: int, part: torch.Tensor) -> torc
     return centred / torch.sqrt(((x - x.mean()) ** 2).mean() + cfg.norm_eps) * ln.w.double()
 
 
+def through_post(trace: engine.Trace, layer: int, position: int, part: torch.Tensor) -> torch.Tensor:
+    """part [..., d_model] of attention's sum at `position` through the layer's output norm (Gemma 2/3, OLMo 2),
+    its statistic frozen at the run's sum Σ head_out + b_O there; unchanged without one."""
+    cfg, block = trace.config, trace.weights.blocks[layer]
+    post = block.ln1_post
+    if post is None:
+        return part.double()
+    x = trace["head_out", layer][:, position].double().sum(0)
+    if block.attn.b_O is not None:
+        x = x + block.attn.b_O.double()
+    assert cfg.norm == "rmsnorm"  # every family with an output norm uses RMSNorm
+    return part.double() / torch.sqrt((x**2).mean() + cfg.norm_eps) * post.w.double()
+
+
 def direction(trace: engine.Trace, target: int, baseline: int | None) -> torch.Tensor:
     W_U = trace.weights.unembed.W_U.double()
     return W_U[:, target] - (W_U[:, baseline] if baseline is not None else 0)
@@ -55,13 +70,21 @@ def check_logit_attribution(model: engine.Model, trace: engine.Trace, position: 
     cfg, w = trace.config, trace.weights
     d = direction(trace, target, baseline)
     scale = float(np.abs(a.heads).sum() + np.abs(a.mlps).sum() + abs(a.embed) + abs(a.bias))
-    logits = trace.logits_at(position).double()
+    u = w.unembed
+    logits = trace.resid_final[position].double() @ u.W_U.double()  # before any final soft-cap
+    logits = logits if u.b_U is None else logits + u.b_U.double()
+    if cfg.final_softcap:  # the run's logits are the capped ones; the attribution is of the logit before the cap
+        cap = cfg.final_softcap
+        assert torch.allclose(torch.tanh(logits / cap) * cap, trace.logits_at(position).double(), atol=1e-5)
+        assert a.final_softcap == cap
+    else:
+        assert torch.allclose(logits, trace.logits_at(position).double(), atol=1e-4 * float(logits.abs().max()))
     actual = float(logits[target] - (logits[baseline] if baseline is not None else 0))
     assert close(a.actual, actual, scale)
     assert close(a.total, a.actual, scale)
     assert close(a.total, a.heads.sum() + a.mlps.sum() + a.embed + a.bias, scale)
     for layer in range(cfg.n_layers):
-        head_out = trace["head_out", layer][:, position]  # [n_heads, d_model]
+        head_out = through_post(trace, layer, position, trace["head_out", layer][:, position])  # [n_heads, d_model]
         expected = frozen_final(trace, position, head_out) @ d
         assert np.allclose(a.heads[layer], expected.numpy(), rtol=1e-4, atol=1e-4 * scale)
         mlp = frozen_final(trace, position, trace["mlp_out", layer][position]) @ d
@@ -69,13 +92,14 @@ def check_logit_attribution(model: engine.Model, trace: engine.Trace, position: 
         pattern, v = trace["pattern", layer][:, position].double(), trace["v", layer].double()  # [H, n], [H, n, d]
         by_key = pattern[:, :, None] * torch.einsum("hne,hed->hnd", v, w.blocks[layer].attn.W_O.double())
         by_key = by_key * trace.head_mask[layer].double()[:, None, None]  # a switched-off head adds nothing
-        expected = frozen_final(trace, position, by_key) @ d  # [n_heads, n]
+        expected = frozen_final(trace, position, through_post(trace, layer, position, by_key)) @ d  # [n_heads, n]
         assert np.allclose(a.heads_by_source[layer], expected.numpy(), rtol=1e-4, atol=1e-4 * scale)
     embed = frozen_final(trace, position, trace["resid_pre", 0][position]) @ d
     assert close(a.embed, float(embed), scale)
     assert np.allclose(a.heads_by_source.sum(-1), a.heads, atol=1e-4 * scale)
-    if trace.causal:
-        assert (a.heads_by_source[:, :, a.position + 1:] == 0).all()
+    for layer in range(cfg.n_layers):  # masked keys (causal, outside a window) add exactly 0
+        hidden = trace.masked(slice(a.position, a.position + 1), layer)[0].numpy()
+        assert (a.heads_by_source[layer][:, hidden] == 0).all()
     return a
 
 
@@ -115,54 +139,100 @@ def test_logit_attribution_refusals(smollm, smollm_trace, minilm, tiny_models):
 
 
 def test_unhandled_config_fields_are_refused(smollm):
-    """A field a newer family adds, set away from its default, is refused rather than ignored."""
+    """A field a later family adds, set away from its default, is refused rather than ignored."""
     import dataclasses
 
     @dataclasses.dataclass(frozen=True)
     class Newer(engine.ModelConfig):
-        final_logit_softcap: float = 0.0
+        logit_bias_shift: float = 0.0
 
     cfg = Newer(**smollm.config.to_dict())
     check_linear(cfg, "x")  # at its default: fine
-    with pytest.raises(engine.EngineError, match="final_logit_softcap=30.0"):
-        check_linear(dataclasses.replace(cfg, final_logit_softcap=30.0), "Logit attribution")
+    with pytest.raises(engine.EngineError, match="logit_bias_shift=30.0"):
+        check_linear(dataclasses.replace(cfg, logit_bias_shift=30.0), "Logit attribution")
 
 
 # ---- query·key attribution -----------------------------------------------------------------------------
 
-def rotate(x: torch.Tensor, position: int, cfg: engine.ModelConfig) -> torch.Tensor:
-    """Llama's rotary embedding of x [..., d_head] at one position, written out."""
-    half = cfg.d_head // 2
-    freq = cfg.rope_theta ** (-torch.arange(half, dtype=torch.float64) * 2 / cfg.d_head)
+def rotate(x: torch.Tensor, position: int, cfg: engine.ModelConfig, layer: int = 0) -> torch.Tensor:
+    """The rotary embedding of x [..., d_head] at one position, written out: the layer's base, the first r
+    dimensions (partial rotary), pairs (i, i + r/2) or (2i, 2i+1) (interleaved, GPT-J)."""
+    r = cfg.rotary_dim or cfg.d_head
+    theta = cfg.layer_rope_theta[layer] if cfg.layer_rope_theta else cfg.rope_theta
+    freq = theta ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)  # [⌈r/2⌉] (an odd r rotates r + 1 dims)
     angle = position * freq
-    cos, sin = torch.cat([angle.cos(), angle.cos()]), torch.cat([angle.sin(), angle.sin()])
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+    out = x.clone()
+    for i in range(len(freq)):
+        a, b = (2 * i, 2 * i + 1) if cfg.rotary_interleaved else (i, i + len(freq))
+        c, s = math.cos(angle[i]), math.sin(angle[i])
+        out[..., a], out[..., b] = x[..., a] * c - x[..., b] * s, x[..., b] * c + x[..., a] * s
+    return out
+
+
+def score_scale(cfg: engine.ModelConfig) -> float:
+    return cfg.attn_scale if cfg.attn_scale else 1 / math.sqrt(cfg.d_head)
+
+
+def pre_norm(cfg: engine.ModelConfig, x: torch.Tensor, w) -> torch.Tensor:
+    """The input norm of a pre-norm block, written out (scale frozen at x itself); none for OLMo 2."""
+    if w is None:
+        return x
+    if cfg.norm == "rmsnorm":
+        return x / torch.sqrt((x**2).mean() + cfg.norm_eps) * w.w.double()
+    out = (x - x.mean()) / torch.sqrt(((x - x.mean()) ** 2).mean() + cfg.norm_eps) * w.w.double()
+    return out if w.b is None else out + w.b.double()
+
+
+def key_part(trace: engine.Trace, layer: int, head: int, key: int, part: torch.Tensor) -> torch.Tensor:
+    """One part [d_model] of resid_pre[layer] at `key` as head `head` sees it: through ln1 (frozen at the key),
+    W_K, the k norm (frozen at the run's k there) and the rotation, written out."""
+    cfg, block = trace.config, trace.weights.blocks[layer]
+    attn, kv = block.attn, head // cfg.kv_group
+    x = trace["resid_pre", layer][key].double()
+    if block.ln1 is None:  # OLMo 2: no input norm
+        normed = part
+    elif cfg.norm == "rmsnorm":
+        normed = part / torch.sqrt((x**2).mean() + cfg.norm_eps) * block.ln1.w.double()
+    else:
+        normed = (part - part.mean()) / torch.sqrt(((x - x.mean()) ** 2).mean() + cfg.norm_eps) * block.ln1.w.double()
+    k_part = normed @ attn.W_K[kv].double()  # [d_head]
+    if cfg.qk_norm:  # the whole k at the key, before its norm: the statistic to freeze
+        full = torch.stack([pre_norm(cfg, x, block.ln1) @ attn.W_K[h].double() for h in range(cfg.n_kv_heads)])
+        if attn.b_K is not None:
+            full = full + attn.b_K.double()
+        whole = full[kv] if cfg.qk_norm == "head" else full
+        weight = attn.k_norm.w.double().reshape(-1, cfg.d_head)[kv if cfg.qk_norm == "all" else 0]
+        k_part = k_part / torch.sqrt((whole**2).mean() + cfg.norm_eps) * weight
+    return rotate(k_part, key, cfg, layer) if cfg.positions == "rotary" else k_part
 
 
 def check_qk(model: engine.Model, trace: engine.Trace, layer: int, head: int, query: int, key: int
              ) -> engine.QKAttribution:
     cfg = trace.config
     got = engine.qk_attribution(model, trace, layer, head, query, key)
-    score = float(trace["scores", layer, head][query, key])
+    score = float(trace["scores", layer, head][query, key])  # the model's, soft-capped where it caps
+    q = trace["q", layer][head, query].double()
+    uncapped = float(q @ trace["k", layer][head, key].double()) * score_scale(cfg)
     scale = float(np.abs(got.terms).sum())
     assert close(got.score, score, scale)
-    assert close(float(got.terms.sum()), score, scale)
+    assert close(got.uncapped, uncapped, scale)
+    assert close(float(got.terms.sum()), uncapped, scale)
+    if cfg.attn_softcap:
+        cap = cfg.attn_softcap
+        assert got.softcap == cap and abs(cap * math.tanh(float(got.terms.sum()) / cap) - score) < 1e-5
+    else:
+        assert got.softcap == 0 and close(float(got.terms.sum()), score, scale)
+    assert got.masked == bool(trace.masked(slice(query, query + 1), layer)[0, key])
     assert got.terms.shape == (len(got.parts), len(got.parts))
     assert got.parts[:2] == ("embed", "bias") and len(got.parts) == 2 + layer * (cfg.n_heads + 1)
     if cfg.norm_placement == "pre" and layer > 0:  # one key part written out: head (layer-1).0 at the key
-        attn, ln = trace.weights.blocks[layer].attn, trace.weights.blocks[layer].ln1
-        x = trace["resid_pre", layer][key].double()
-        part = trace["head_out", layer - 1][0, key].double()
-        if cfg.norm == "rmsnorm":
-            normed = part / torch.sqrt((x**2).mean() + cfg.norm_eps) * ln.w.double()
-        else:
-            normed = (part - part.mean()) / torch.sqrt(((x - x.mean()) ** 2).mean() + cfg.norm_eps) * ln.w.double()
-        k_part = normed @ attn.W_K[head // cfg.kv_group].double()
-        if cfg.positions == "rotary":
-            k_part = rotate(k_part, key, cfg)
-        q = trace["q", layer][head, query].double()
-        expected = float(q @ k_part) / math.sqrt(cfg.d_head)
+        part = through_post(trace, layer - 1, key, trace["head_out", layer - 1][0, key].double())
+        expected = float(q @ key_part(trace, layer, head, key, part)) * score_scale(cfg)
         assert close(float(got.key_side[got.parts.index(f"{layer - 1}.0")]), expected, scale)
+    if cfg.norm_placement == "pre":  # and the embedding's key part
+        part = trace["resid_pre", 0][key].double()
+        expected = float(q @ key_part(trace, layer, head, key, part)) * score_scale(cfg)
+        assert close(float(got.key_side[0]), expected, scale)
     return got
 
 
@@ -189,13 +259,16 @@ def test_qk_attribution_minilm(minilm):
 # ---- flow shares -------------------------------------------------------------------------------------------
 
 def flow_by_rule(trace: engine.Trace, layer: int, query: int) -> tuple[np.ndarray, float, float, float, float]:
-    """(attn [H, n], attn_residual, attn_bias, mlp, mlp_residual) at one query, the rule written out in loops."""
-    w = trace.weights.blocks[layer]
+    """(attn [H, n], attn_residual, attn_bias, mlp, mlp_residual) at one query, the rule written out in loops.
+    A parallel block's one sum resid_pre + attn_out + mlp_out: mlp is mlp_out's share of it, mlp_residual the
+    rest's, and the attention parts' shares are divided by that rest (see engine.analysis.flow)."""
+    cfg, w = trace.config, trace.weights.blocks[layer]
     resid_pre = trace["resid_pre", layer][query].double()
-    whole = resid_pre + trace["attn_out", layer][query].double()
+    mlp_out = trace["mlp_out", layer][query].double()
+    whole = resid_pre + trace["attn_out", layer][query].double() + (mlp_out if cfg.parallel else 0)
     pattern, v = trace["pattern", layer].double(), trace["v", layer].double()
     on = trace.head_mask[layer]
-    n, H = trace.n_tokens, trace.config.n_heads
+    n, H = trace.n_tokens, cfg.n_heads
 
     def proximity(total, part):
         return max(0.0, float(total.abs().sum() - (total - part).abs().sum()))
@@ -204,12 +277,16 @@ def flow_by_rule(trace: engine.Trace, layer: int, query: int) -> tuple[np.ndarra
     for h in range(H):
         for j in range(n):
             part = pattern[h, query, j] * (v[h, j] @ w.attn.W_O[h].double()) * float(on[h])
-            heads[h, j] = proximity(whole, part)
+            heads[h, j] = proximity(whole, through_post(trace, layer, query, part))
     residual = proximity(whole, resid_pre)
-    bias = proximity(whole, w.attn.b_O.double()) if w.attn.b_O is not None else 0.0
+    bias = (proximity(whole, through_post(trace, layer, query, w.attn.b_O.double())) if w.attn.b_O is not None
+            else 0.0)
     total = heads.sum() + residual + bias
+    if cfg.parallel:
+        mlp = proximity(whole, mlp_out)
+        everything = total + mlp
+        return heads / total, residual / total, bias / total, mlp / everything, 1 - mlp / everything
     mid = trace["resid_mid", layer][query].double()  # post-norm: ln1 of the attention's sum
-    mlp_out = trace["mlp_out", layer][query].double()
     mlp_whole = mid + mlp_out
     mlp, mlp_res = proximity(mlp_whole, mlp_out), proximity(mlp_whole, mid)
     return heads / total, residual / total, bias / total, mlp / (mlp + mlp_res), mlp_res / (mlp + mlp_res)
@@ -217,6 +294,7 @@ def flow_by_rule(trace: engine.Trace, layer: int, query: int) -> tuple[np.ndarra
 
 def check_flow(model: engine.Model, trace: engine.Trace, layer: int) -> None:
     f = flow_contributions(model, trace, layer)
+    assert f.parallel == trace.config.parallel
     assert f.attn.shape == (trace.config.n_heads, trace.n_tokens, trace.n_tokens)
     sums = f.attn.sum((0, 2)) + f.attn_residual + f.attn_bias
     assert np.allclose(sums, 1, atol=1e-5)
@@ -224,8 +302,8 @@ def check_flow(model: engine.Model, trace: engine.Trace, layer: int) -> None:
     if trace.weights.blocks[layer].attn.b_O is None:
         assert (f.attn_bias == 0).all()
         assert np.allclose(f.attn.sum((0, 2)) + f.attn_residual, 1, atol=1e-5)
-    if trace.causal:
-        assert (np.triu(f.attn, 1) == 0).all()  # masked keys: α = 0, no part
+    hidden = trace.masked(slice(None), layer).numpy()  # masked keys (causal, outside a window): α = 0, no part
+    assert (f.attn[:, hidden] == 0).all()
     for query in (0, trace.n_tokens // 2, trace.n_tokens - 1):
         heads, res, bias, mlp, mlp_res = flow_by_rule(trace, layer, query)
         assert np.allclose(f.attn[:, query], heads, atol=2e-5)
@@ -270,3 +348,48 @@ def test_route(smollm, smollm_trace):
         assert abs(full.attn[e.head, e.query, e.key] - e.share) < 1e-6
     with pytest.raises(engine.InputError):
         flow_route(smollm, smollm_trace, -1, 0.0)
+
+
+# ---- every family of tests/families.py ---------------------------------------------------------------------
+
+FAMILY_TEXT = "The quick brown fox jumps over the lazy dog because it was bored"
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory):
+    """case -> engine model of its tiny random checkpoint, each built once for this module."""
+    cache = {}
+
+    def get(case: str) -> engine.Model:
+        if case not in cache:
+            folder = tmp_path_factory.mktemp(case)
+            build(case, folder)
+            cache[case] = engine.load(str(folder), device="cpu")
+        return cache[case]
+
+    return get
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_attribution_every_family(case, family_models):
+    model = family_models(case)
+    trace = model.run(FAMILY_TEXT)
+    cfg, n = model.config, trace.n_tokens
+    top = trace.logits_at(n - 1).topk(2).indices.tolist()
+    for position, target, baseline in ((n - 1, top[0], top[1]), (4, 17, None), (n - 3, 1000, 2)):
+        check_logit_attribution(model, trace, position, target, baseline)
+    queries = [(cfg.n_layers - 1, 1, n - 1, 0), (1, cfg.n_heads - 1, n - 2, n - 3), (0, 0, 5, 5), (1, 2, 3, n - 1)]
+    windowed = [layer for layer in range(cfg.n_layers) if cfg.window(layer)]
+    if windowed:  # a key just inside and one just outside the window
+        layer = windowed[-1]
+        inside, outside = n - cfg.window(layer), n - 1 - cfg.window(layer)
+        queries += [(layer, 1, n - 1, inside), (layer, 1, n - 1, outside)]
+        assert not check_qk(model, trace, layer, 1, n - 1, inside).masked
+        assert check_qk(model, trace, layer, 1, n - 1, outside).masked
+        assert float(trace["pattern", layer, 1][n - 1, outside]) == 0
+    for layer, head, query, key in queries:
+        check_qk(model, trace, layer, head, query, key)
+    for layer in range(cfg.n_layers):
+        check_flow(model, trace, layer)
+    route = flow_route(model, trace, -1, 0.05)
+    assert route.edges and all(e.share >= 0.05 for e in route.edges)

@@ -178,7 +178,8 @@ def render_prediction(ctx: ViewContext, position: int, target: int, baseline: in
         f"After token {position}. Each part is what one piece of the residual stream adds to {what}, read "
         "directly through the final norm (its scale frozen at this token's) and the unembedding: the parts add up "
         "to the logit difference exactly. “Direct” means only the piece's own path to the output: a head that "
-        "helps by feeding later heads gets no credit here."))
+        "helps by feeding later heads gets no credit here."
+        + family_note_prediction(ctx.model.config, trace, a)))
     ctx.chart(figures.head_map_figure(a.heads, f"Each head's direct part of {what}", "part"), key="why_heads_map",
               on_select=lambda: open_clicked(ctx.schema, "why_heads_map"), selection_mode="points")
     st.caption("Red pushes toward the target, blue toward the baseline. Click a head to open its pattern.")
@@ -186,6 +187,19 @@ def render_prediction(ctx: ViewContext, position: int, target: int, baseline: in
     ctx.chart(figures.parts_bar_figure(names, values, "The largest parts", "part of the logit difference"),
               key="why_parts")
     render_by_source(ctx, a, what)
+
+
+def family_note_prediction(cfg: engine.ModelConfig, trace: engine.Trace, a) -> str:
+    """What a family changes in the logit attribution's meaning ('' where nothing)."""
+    notes = []
+    if a.final_softcap:
+        notes.append(f"{cfg.name} soft-caps its logits (cap·tanh(logit/cap), cap {a.final_softcap:g}): the logit "
+                     "difference and its parts are those before the cap, which is not linear; the probabilities "
+                     "come from the capped logits")
+    if any(b.ln1_post is not None for b in trace.weights.blocks):
+        notes.append("each attention output passes a norm before it is added: that norm is frozen at this token "
+                     "like the final one, so each head's part is read through it")
+    return "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
 
 
 def top_parts(a) -> tuple[list[str], list[float]]:
@@ -268,15 +282,22 @@ def render_score(ctx: ViewContext, query: int) -> None:
         return
     alpha = float(trace.pattern_rows(layer, slice(query, query + 1), head)[0, key])
     st.metric(f"score of head {layer}.{head}, query {query} → key {key}", f"{q.score:+.3f}",
-              help="q·k / √d_head before the softmax")
+              help="q·k × the model's scale (1/√d_head unless the family sets its own), before the softmax"
+              + (", soft-capped" if q.softcap else ""))
+    if q.softcap:
+        st.caption(markdown_literal(
+            f"{cfg.name} soft-caps its scores: score = cap·tanh(s/cap) with cap {q.softcap:g}, which is not linear. "
+            f"The parts below split s = {q.uncapped:+.3f}, the score before the cap; the cap turns it into "
+            f"{q.score:+.3f}."))
     st.caption(markdown_literal(
         f"Query {query} “{token_text(trace.tokens[query])}”, key {key} “{token_text(trace.tokens[key])}”: attention "
-        f"weight {alpha:.3f}{' (masked: the key comes after the query)' if q.masked else ''}. The residual stream "
+        f"weight {alpha:.3f}{masked_phrase(trace, layer, query, key) if q.masked else ''}. The residual stream "
         f"entering layer {layer} is split into parts (the embeddings, every bias, each earlier head's output, each "
         "earlier MLP's output); each part goes through the norm (scale frozen at its token), W_Q or W_K and its "
         "position's rotation alone, so every term is one query part · one key part and the terms add up to the "
         "score." + (" Post-norm model: every earlier norm is frozen the same way." if cfg.norm_placement == "post"
-                    else "")))
+                    else "") + (" The q and k norms are frozen the same way, at this query's q and this key's k."
+                                if cfg.qk_norm else "")))
     st.markdown(markdown_literal(score_sentence(ctx, q)))
     ctx.chart(figures.terms_figure(q.terms, q.parts, "Query part × key part"), key="why_terms")
     ctx.table(figures.largest_terms(q.terms, q.parts), hide_index=True, key="why_terms_table")
@@ -289,13 +310,19 @@ def render_score(ctx: ViewContext, query: int) -> None:
                       key=f"why_{name.split()[0]}_side")
 
 
+def masked_phrase(trace: engine.Trace, layer: int, query: int, key: int) -> str:
+    if key > query and trace.causal:
+        return " (masked: the key comes after the query)"
+    return f" (masked: the key is outside layer {layer}'s window of {trace.config.window(layer)} tokens)"
+
+
 def head_role(ctx: ViewContext, part: str) -> str:
     """', a head that looks at the previous token' for a head part with a clear role on the probe; else ''."""
     if "." not in part or part.endswith("mlp"):
         return ""
     layer, head = (int(x) for x in part.split("."))
     try:
-        reference = probes.reference_roles(ctx.model)
+        reference = probes.reference_roles(ctx.model, ctx.settings)
     except engine.EngineError:
         return ""
     best = max(ROLES, key=lambda r: np.nan_to_num(reference[r][layer, head], nan=-1))
@@ -327,7 +354,8 @@ def score_sentence(ctx: ViewContext, q) -> str:
         i = int(np.argmax(np.abs(values)))
         share = abs(values[i]) / max(float(np.abs(values).sum()), 1e-12)
         out.append(f"The {name} side of this score comes mostly from {part_phrase(q.parts[i])} {where} "
-                   f"({values[i]:+.2f} of {q.score:+.2f}; {share:.0%} of the parts' total size)"
+                   f"({values[i]:+.2f} of {q.uncapped:+.2f}{' before the cap' if q.softcap else ''}; "
+                   f"{share:.0%} of the parts' total size)"
                    f"{head_role(ctx, q.parts[i])}.")
     return " ".join(out)
 
@@ -391,7 +419,12 @@ def render_flow(ctx: ViewContext, position: int, tokens: tuple[int, int | None] 
         "the block actually outputs, over all the parts' (Ferrando & Voita, 2024). Red: the route from the chosen "
         "token down to the input, following edges at or above the threshold (each row of levels is one layer's "
         "input; heads draw diagonal edges from the key they read). Grey: every head edge at or above the threshold."
-        " Wider lines carry larger shares. Click a red dot to open that head's pattern."))
+        " Wider lines carry larger shares. Click a red dot to open that head's pattern."
+        + (f" {cfg.name} runs attention and the MLP in parallel (both read the block's input): the rule is applied "
+           "once to their one sum; the MLP's share is of that sum, and the heads' and the residual's shares are of "
+           "the rest (shown one level below it)." if cfg.parallel else "")
+        + (" Each attention output passes a norm before it is added: frozen at each token, so every head's part "
+           "goes through it." if any(b.ln1_post is not None for b in trace.weights.blocks) else "")))
     heads = route.head_edges()
     st.caption(f"{len(route.edges)} edges on the route, {len(heads)} of them through heads.")
     if tokens is None or not heads:

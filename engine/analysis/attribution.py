@@ -14,6 +14,14 @@ In practice: a read-out vector g = f_finalᵀ(d) and part · g for every part.
 - bias = Σ b_O · g + the final norm's bias · d + b_U[target] − b_U[baseline];
 - total = the sum of all parts; actual = the run's logit difference (from the final residual stream).
 
+The newer families change none of this: a parallel block (GPT-NeoX, GPT-J) adds the same parts; an output
+norm after attention (Gemma 2/3, OLMo 2: attn_out = norm(Σ head_out + b_O)) is frozen at the position's
+statistic of that sum, so each head's part (and each key's) goes through it linearly and b_O through it joins the
+bias; an MLP's output norm stays inside mlp_out (one part); the embedding part is the stored one (scaled for
+Gemma, learned positions with OPT's offset); windows and soft-capped scores only change α, which is the run's
+own (masked keys exactly 0). A final logit soft-cap (Gemma 2) is not linear: `actual` and `total` are the
+logit difference before the cap (`final_softcap` says the cap).
+
 Post-norm models (BERT) are refused: their residual stream is renormalised after every block, and a masked-LM
 head passes it through a dense layer, a GELU and a LayerNorm before the unembedding, which no linear split
 follows (MiniLM has no language-model head at all).
@@ -22,7 +30,6 @@ At a query position where a head's z was patched, z is not α @ v: that head's h
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +53,8 @@ class LogitAttribution:
     embed: float
     bias: float
     total: float  # the sum of every part
-    actual: float  # the run's logit(target) − logit(baseline) at position
+    actual: float  # the run's logit(target) − logit(baseline) at position, before any final soft-cap
+    final_softcap: float = 0.0  # the model's final logit soft-cap (0: none); actual and total are before it
 
 
 def check_position(trace: Trace, position: int) -> int:
@@ -82,13 +90,9 @@ def logit_difference(trace: Trace, position: int, target: int, baseline: int | N
 
 
 def pattern_row(trace: Trace, layer: int, position: int) -> torch.Tensor:
-    """α of every head at query `position`: [n_heads, n] float64 (the key/value heads read in their groups)."""
-    cfg, stored = trace.config, trace.layers[layer]
-    q = stored["q"][:, position].unflatten(0, (cfg.n_kv_heads, cfg.kv_group))  # [n_kv_heads, group, d_head]
-    scores = torch.einsum("kge,kne->kgn", q, stored["k_kv"]).flatten(0, 1) / math.sqrt(cfg.d_head)  # [n_heads, n]
-    if trace.causal:
-        scores[:, position + 1:] = float("-inf")
-    return torch.softmax(scores, dim=-1).double()
+    """α of every head at query `position`: [n_heads, n] float64, exactly the run's (its scale, soft-cap, mask
+    and window: a hidden key is exactly 0)."""
+    return trace.pattern_rows(layer, slice(position, position + 1))[:, 0].double()
 
 
 def value_readout(v_kv: torch.Tensor, W_O_g: torch.Tensor) -> torch.Tensor:
@@ -128,9 +132,17 @@ def logit_attribution(model: Model, trace: Trace, position: int, target: int,
     for layer in range(L):  # pre-norm: every part reaches the final norm unchanged, read by the same g
         stored, block = trace.layers[layer], w.blocks[layer]
         mlps[layer] = stored["mlp_out"][position].double() @ g
+        g_attn = g  # what the heads' sum is read by: g, or g seen through the output norm frozen at position
+        if block.ln1_post is not None:
+            z = stored["z"][:, position].double()  # [n_heads, d_head]
+            attn_sum = torch.einsum("he,hed->d", z, block.attn.W_O.double())
+            attn_sum = attn_sum + (0.0 if block.attn.b_O is None else block.attn.b_O.double())
+            g_attn = fn.pull_back(g, block.ln1_post, fn.scale(attn_sum, cfg), cfg)
+            if block.ln1_post.b is not None:
+                bias += float(block.ln1_post.b.double() @ g)
         if block.attn.b_O is not None:
-            bias += float(block.attn.b_O.double() @ g)
-        W_O_g = (block.attn.W_O @ g.to(block.attn.W_O.dtype)).double()  # [n_heads, d_head]: each head's read-out
+            bias += float(block.attn.b_O.double() @ g_attn)
+        W_O_g = (block.attn.W_O.double() @ g_attn)  # [n_heads, d_head]: each head's read-out
         heads[layer] = (stored["z"][:, position].double() * W_O_g).sum(-1)
         on = trace.head_mask_[layer].to(dev, torch.float64)[:, None]
         by_source[layer] = pattern_row(trace, layer, position) * value_readout(stored["v_kv"], W_O_g) * on
@@ -141,7 +153,8 @@ def logit_attribution(model: Model, trace: Trace, position: int, target: int,
     total = float(heads.sum() + mlps.sum()) + embed + bias
     return LogitAttribution(position=position, target=target, baseline=baseline, heads=readonly(heads),
                             heads_by_source=readonly(by_source), mlps=readonly(mlps), embed=embed, bias=bias,
-                            total=total, actual=logit_difference(trace, position, target, baseline))
+                            total=total, actual=logit_difference(trace, position, target, baseline),
+                            final_softcap=cfg.final_softcap)
 
 
 def single_token(model: Model, text: str) -> int:
