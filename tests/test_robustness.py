@@ -503,7 +503,9 @@ def test_remote_code_never_runs(tiny_gpt2, minilm, tmp_path, monkeypatch, local_
 
     assert not marker.exists() and not imported
     assert asked and all(trust is False for _, trust in asked), asked  # AutoTokenizer read vocab-only, told False
-    assert not [f.name for f in dataclasses.fields(settings.Settings) if "trust" in f.name or "remote" in f.name]
+    # no setting turns remote code on (trust_forwarded is about the balancer's X-Forwarded-For, not code)
+    assert not [f.name for f in dataclasses.fields(settings.Settings) if "remote" in f.name or "code" in f.name
+                or ("trust" in f.name and f.name != "trust_forwarded")]
 
 
 # ---- operator settings ----------------------------------------------------------------------------------
