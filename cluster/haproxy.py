@@ -5,7 +5,7 @@
 
 Each upstream is `host:port` (named r1, r2, … in order) or `name=host:port`; the name is the value of the
 sticky cookie and the `<name>` in /replica/<name>/status. --client-conns and --client-rate set the per-client
-limits (open connections, new connections per minute; past them the pages in cluster/pages/, status 429).
+limits (open sessions, new sessions per minute; past them the pages in cluster/pages/, status 429).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
 PAGES = Path(__file__).resolve().with_name("pages")  # the 429 pages a client past its limits gets
-CLIENT_CONNS = 16  # open connections per client address: ~10 tabs of the app from one browser
-CLIENT_RATE = 120  # new connections per client address and minute
+CLIENT_CONNS = 16  # open sessions (tabs of the app: one websocket each) per client address
+CLIENT_RATE = 60  # new sessions per client address and minute
 COOKIE = "attn_replica"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
@@ -52,7 +52,7 @@ def parse_upstreams(items: list[str]) -> list[Upstream]:
 def render(upstreams: list[Upstream], port: int, bind: str = "127.0.0.1", stats_auth: str | None = None,
            client_conns: int = CLIENT_CONNS, client_rate: int = CLIENT_RATE) -> str:
     """The HAProxy configuration: the template with the listening address, the per-client limits (open
-    connections, new connections per minute) and one server line per upstream."""
+    sessions, new sessions per minute) and one server line per upstream."""
     if stats_auth is not None and not re.fullmatch(r"[^\s:]+:\S+", stats_auth):
         raise ValueError("stats auth must be user:password without spaces")
     if client_conns < 1 or client_rate < 1:
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default="127.0.0.1", help="address the balancer listens on (0.0.0.0: all)")
     parser.add_argument("--stats-auth", default=None, help="user:password for /haproxy (default: open)")
     parser.add_argument("--client-conns", type=int, default=CLIENT_CONNS,
-                        help=f"open connections per client address (default {CLIENT_CONNS})")
+                        help=f"open sessions (tabs) per client address (default {CLIENT_CONNS})")
     parser.add_argument("--client-rate", type=int, default=CLIENT_RATE,
-                        help=f"new connections per client address and minute (default {CLIENT_RATE})")
+                        help=f"new sessions per client address and minute (default {CLIENT_RATE})")
     args = parser.parse_args(argv)
     try:
         print(render(parse_upstreams(args.upstreams), args.port, args.bind, args.stats_auth, args.client_conns,

@@ -13,9 +13,9 @@
 #   --upstreams LIST        name=host:port,… : balance these replicas instead of starting local ones
 #   --no-balancer           start only the replicas
 #   --stats-auth USER:PASS  password for the balancer's status page (/haproxy)
-#   --client-conns N        open connections per client address (default 16: every open tab holds one, a browser
-#                           adds up to ~6 while it loads a page); past it a short page says why (429)
-#   --client-rate N         new connections per client address and minute (default 120); past it: a 429 page
+#   --client-conns N        open sessions (tabs of the app, one websocket each) per client address (default 16);
+#                           past it a short page says why (429); the page's files are not counted
+#   --client-rate N         new sessions per client address and minute (default 60); past it: a 429 page
 #   --run-dir DIR           generated haproxy.cfg and the logs (default: a new folder under /tmp)
 #   --no-restart            a replica that exits stays down (default: restarted after 2 s)
 #   --no-setup              skip scripts/setup.sh (the caller set up .venv/ and HAProxy already)
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 replicas=2 replica_port=8601 replica_address=127.0.0.1 name_prefix=r port=8500 bind=127.0.0.1
-upstreams="" balancer=1 stats_auth="" client_conns=16 client_rate=120 run_dir="" restart=1 setup=1 streamlit_args=()
+upstreams="" balancer=1 stats_auth="" client_conns=16 client_rate=60 run_dir="" restart=1 setup=1 streamlit_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --replicas) replicas=$2; shift 2 ;;

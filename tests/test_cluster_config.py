@@ -47,15 +47,16 @@ def test_the_configuration_has_sticky_sessions_health_checks_websockets_and_stat
     assert "server r1 127.0.0.1:8601 cookie r1" in text and "server r2 127.0.0.1:8602 cookie r2" in text
     assert "use-server r2 if { var(txn.replica) -m str r2 }" in text
     assert not re.search(r"@[A-Z_]+@", text)  # every placeholder filled
-    # fair use per client address: open and new connections counted per source, a 429 page past each limit
-    assert "tcp-request connection track-sc0 src" in text and "store conn_cur,conn_rate(60s)" in text
-    assert f"if {{ sc0_conn_cur gt {haproxy.CLIENT_CONNS} }}" in text
-    assert f"if {{ sc0_conn_rate gt {haproxy.CLIENT_RATE} }}" in text
+    # fair use per client address: open and new sessions counted per source, a 429 page past each limit
+    assert "http-request track-sc0 src if session" in text and "store conn_cur,http_req_rate(60s)" in text
+    assert f"acl too_many src_conn_cur ge {haproxy.CLIENT_CONNS}\n" in text
+    assert f"acl too_fast src_http_req_rate ge {haproxy.CLIENT_RATE}\n" in text
+    assert "if session too_many || page too_many" in text and "if session too_fast || page too_fast" in text
     for page in re.findall(r'file "([^"]+)"', text):
         assert "<h1>" in Path(page).read_text()
     assert "option forwardfor" in text  # the client's address for the app
     limited = haproxy.render(haproxy.parse_upstreams(["h:1"]), port=80, client_conns=40, client_rate=600)
-    assert "sc0_conn_cur gt 40 }" in limited and "sc0_conn_rate gt 600 }" in limited
+    assert "src_conn_cur ge 40\n" in limited and "src_http_req_rate ge 600\n" in limited
     with pytest.raises(ValueError):
         haproxy.render(haproxy.parse_upstreams(["h:1"]), port=80, client_conns=0)
     guarded = haproxy.render(haproxy.parse_upstreams(["h:1"]), port=80, bind="0.0.0.0", stats_auth="ops:s3cret")
@@ -69,7 +70,7 @@ def test_haproxy_accepts_the_rendered_configuration(tmp_path):
     config = tmp_path / "haproxy.cfg"
     rendered = subprocess.run([sys.executable, "-m", "cluster.haproxy", "--port", "8500", "--client-conns", "24",
                                "127.0.0.1:8601", "b=127.0.0.1:8602"], capture_output=True, text=True, check=True)
-    assert "sc0_conn_cur gt 24 }" in rendered.stdout
+    assert "acl too_many src_conn_cur ge 24\n" in rendered.stdout
     config.write_text(rendered.stdout)
     checked = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
