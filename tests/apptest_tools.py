@@ -31,6 +31,13 @@ def start(**query) -> AppTest:
     return new_app(**query).run()
 
 
+def ok(at: AppTest) -> AppTest:
+    """The page ran with no exception and no error message; returns it for chaining."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
 def app_state(at: AppTest) -> state.AppState:
     """The app state the session holds, read from its keys as the app reads it."""
     return state.from_session(at.session_state, SCHEMA)

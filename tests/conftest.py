@@ -26,6 +26,12 @@ def minilm() -> engine.Model:
     return engine.load("minilm-l6", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def models(smollm, minilm) -> dict[str, engine.Model]:
+    """Both embedded models by name."""
+    return {"smollm2-135m": smollm, "minilm-l6": minilm}
+
+
 def hf_model(name: str):
     """The Hugging Face reference for an embedded model, eager attention, float32."""
     from transformers import AutoModel, AutoModelForCausalLM

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from apptest_tools import app_state, charts, decode, heatmap, open_tab, start, table
+from apptest_tools import app_state, charts, decode, heatmap, ok, open_tab, start, table
 from streamlit.testing.v1 import AppTest
 
 import engine
@@ -20,17 +20,6 @@ MODELS = ["minilm-l6", "smollm2-135m"]
 PRESET = content.COMPARE_PRESETS["mole_chemistry"]
 ANIMAL, CHEMISTRY = PRESET["a"][1], PRESET["b"][1]
 LAYER, HEAD = 1, 2
-
-
-@pytest.fixture(scope="module")
-def models(smollm, minilm) -> dict[str, engine.Model]:
-    return {"smollm2-135m": smollm, "minilm-l6": minilm}
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def target(model: engine.Model, text: str, word: str = "mole", occurrence: int = -1) -> int:

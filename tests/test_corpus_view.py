@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from apptest_tools import app_state, charts, decode, heatmap, start
-from streamlit.testing.v1 import AppTest
+from apptest_tools import app_state, charts, decode, heatmap, ok, start
 
 from components.labels import markdown_literal
 from engine import corpus
@@ -22,12 +21,6 @@ LITERAL = "<img src=x onerror=alert(1)> **bold** :red[red]"
 def small_corpus(monkeypatch):
     monkeypatch.setenv("ATTN_EXPLORER_CORPUS_MAX_TEXTS", str(N_TEXTS))
     monkeypatch.setenv("ATTN_EXPLORER_CORPUS_MAX_TOKENS", str(MAX_TOKENS))
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def points(fig: dict, name: str) -> np.ndarray:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from apptest_tools import app_state, charts, decode, open_tab, start, table
+from apptest_tools import app_state, charts, decode, ok, open_tab, start, table
 from streamlit.testing.v1 import AppTest
 
-import engine
 from components.labels import token_text
 from engine.analysis import deltas, lens, projections, senses
 
@@ -21,19 +20,8 @@ BURROWING = ("a | The rabbit was burrowing under the fence\n"  # "burrowing" is 
              "c | The children were burrowing into the blankets")
 
 
-@pytest.fixture(scope="module")
-def models(smollm, minilm) -> dict[str, engine.Model]:
-    return {"smollm2-135m": smollm, "minilm-l6": minilm}
-
-
 def app(model: str, tab: str, text: str = TEXT) -> AppTest:
     return ok(start(model=model, text=text, layer=LAYER, head=HEAD, tab=tab))
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def title(at: AppTest, key: str) -> str:

@@ -12,7 +12,7 @@ import urllib.parse
 import numpy as np
 import pytest
 import torch
-from apptest_tools import app_state, charts, decode, start, table
+from apptest_tools import app_state, charts, decode, ok, start, table
 from streamlit.testing.v1 import AppTest
 
 import engine
@@ -26,17 +26,6 @@ TEXT = "The gardener trapped the burrowing mole"
 LAYER, HEAD = 2, 4
 LONG = ("The mole dug a tunnel under the garden, and the gardener, who had planted roses there in spring, was "
         "furious about it. The next morning he set a trap.")
-
-
-@pytest.fixture(scope="module")
-def models(smollm, minilm) -> dict[str, engine.Model]:
-    return {"smollm2-135m": smollm, "minilm-l6": minilm}
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def step_of(at: AppTest) -> int:
