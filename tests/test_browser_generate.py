@@ -70,7 +70,7 @@ def test_generate_step_switch_a_head_off_and_markup_stays_text(app_server, tmp_p
         # switch the sidebar's head off: the continuation is written again, beside the unmodified one, and they part
         toggle = page.locator(".st-key-generate_toggle_head")
         toggle.get_by_role("button", name=f"Switch head {LAYER}.{HEAD} off").click()
-        off = wait_until(page, done("s.base !== null && s.parting"))
+        off = wait_until(page, done("s.base !== null && s.parting"), timeout=3 * UPDATE_MS)  # writes twice
         assert off["base"] == whole and off["written"].startswith(PROMPT) and off["written"] != whole
         parting = page.get_by_text("They part at step")
         assert parting.is_visible()
