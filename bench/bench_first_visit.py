@@ -19,23 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port, healthy  # noqa: E402
 
 CHART = ".st-key-pattern_fig .js-plotly-plot"
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def first_visit(browser, entry: str, log: Path) -> tuple[float, float]:
@@ -51,7 +42,7 @@ def first_visit(browser, entry: str, log: Path) -> tuple[float, float]:
         started = time.perf_counter()
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            while not healthy(url):
+            while not healthy(url, timeout=1):
                 if server.poll() is not None:
                     raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
                 time.sleep(0.02)

@@ -24,9 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str, timeout: float = 2) -> bool:
+    """Does the server at url answer its health check?"""
     try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as response:
             return response.status == 200
     except OSError:
         return False
@@ -46,7 +47,7 @@ def streamlit_server(log_path: Path, env: dict[str, str] | None = None, timeout:
                                    start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
-            while not _healthy(url):
+            while not healthy(url):
                 if process.poll() is not None:
                     raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
                 if time.monotonic() > deadline:
