@@ -6,8 +6,10 @@ rotated each round), medians with the spread (min–max) and each case's peak me
 - `engine run`: `model.run_ids(ids)` alone;
 - `engine loop`: the run, then `[trace["pattern", L] for L in range(n_layers)]`, then `trace.logits`;
 - `engine bulk`: the run, then `trace.patterns()`, then `trace.logits`;
-- `engine keep loop`, `engine keep bulk`: the same with `run_ids(ids, keep=("pattern",))`, which computes
-  attention explicitly and hands each pattern of the pass to its first reader;
+- `engine lean loop`, `engine lean bulk`: the same with `run_ids(ids, lean=True)`, whose trace holds the residual
+  stream only (as Hugging Face's hidden states) and computes the rest on access;
+- `engine keep loop`, `engine keep bulk`: the same with `run_ids(ids, keep=("pattern",))`, a lean run that
+  computes attention explicitly and hands each pattern of the pass to its first reader;
 - `HF eager`: the Hugging Face model (eager attention, float32) with `output_attentions=True,
   output_hidden_states=True` (its logits come with the forward pass);
 - `TransformerLens`: `run_with_cache` through `TransformerBridge` (where `transformer_lens` is installed);
@@ -72,6 +74,15 @@ def engine_cases(model: engine.Model) -> dict[str, Case]:
         trace = model.run_ids(ids)
         return trace, trace.patterns(), trace.logits
 
+    def lean_loop(ids):
+        trace = model.run_ids(ids, lean=True)
+        patterns = [trace["pattern", layer] for layer in range(n_layers)]
+        return trace, patterns, trace.logits
+
+    def lean_bulk(ids):
+        trace = model.run_ids(ids, lean=True)
+        return trace, trace.patterns(), trace.logits
+
     def keep_loop(ids):
         trace = model.run_ids(ids, keep=("pattern",))
         patterns = [trace["pattern", layer] for layer in range(n_layers)]
@@ -81,8 +92,8 @@ def engine_cases(model: engine.Model) -> dict[str, Case]:
         trace = model.run_ids(ids, keep=("pattern",))
         return trace, trace.patterns(), trace.logits
 
-    return {"engine run": run, "engine loop": loop, "engine bulk": bulk, "engine keep loop": keep_loop,
-            "engine keep bulk": keep_bulk}
+    return {"engine run": run, "engine loop": loop, "engine bulk": bulk, "engine lean loop": lean_loop,
+            "engine lean bulk": lean_bulk, "engine keep loop": keep_loop, "engine keep bulk": keep_bulk}
 
 
 def hf_case(device: torch.device) -> Case:

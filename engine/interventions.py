@@ -80,12 +80,13 @@ def _same_heads(a: Mapping | None, b: Mapping | None) -> bool:
 
 
 def reusable_layers(base: Trace | Prefix | None, weights: Weights, token_ids: Sequence[int], causal: bool,
-                    head_mask: torch.Tensor, patch: Patch, attention: str) -> int:
+                    head_mask: torch.Tensor, patch: Patch, attention: str, lean: bool = False) -> int:
     """How many leading layers of `base` (a trace, or the prefix of a stopped run) a run with these settings
-    would compute identically: 0 without a base of the same model, tokens, mask and attention path; else the
+    would compute identically: 0 without a base of the same model, tokens, mask, attention path and storage
+    (lean or not); else the
     first layer whose head switches or patch differ, at most the number of layers `base` has."""
     if (base is None or base._weights is not weights or base.causal != causal or base.attention != attention
-            or list(base.token_ids) != list(token_ids)):
+            or base.lean != lean or list(base.token_ids) != list(token_ids)):
         return 0
     base_mask = base.head_mask_
     for layer in range(len(base.layers)):

@@ -13,6 +13,7 @@ from .config import ModelConfig
 from .convert import config_of, convert
 from .errors import InputError, ModelLoadError, RunCancelled
 from .interventions import PatchArg, check_patch, reusable_layers
+from .lean import held
 from .tokens import readable_tokens
 from .trace import Prefix, Trace, freeze_patch
 from .transformer import Attention, Forward, forward
@@ -111,7 +112,7 @@ class Model:
     def run(self, text: str, causal: bool | None = None, head_mask: torch.Tensor | None = None,
             max_tokens: int | None = None, *, patch: PatchArg | None = None, reuse: Trace | Prefix | None = None,
             attention: Attention = "fused", cancel: Callable[[], bool] | None = None,
-            keep: Sequence[str] = ()) -> Trace:
+            keep: Sequence[str] = (), lean: bool = False) -> Trace:
         """Tokenize and run `text`.
 
         causal: None = the model's own mask; head_mask: bool [n_layers, n_heads], False = head off;
@@ -121,16 +122,18 @@ class Model:
         cancel: asked before each layer, True stops the run with RunCancelled;
         keep=("pattern",): for a caller that reads every layer's pattern (a notebook): attention runs explicitly
         and each pattern it computes is handed, without a copy, to the first trace["pattern", layer] that asks
-        (held by the trace until then: 4.5 GB for SmolLM2 at 2,048 tokens)."""
+        (held by the trace until then: 4.5 GB for SmolLM2 at 2,048 tokens); such a run is lean;
+        lean: the trace stores each layer's resid_pre only and recomputes the rest when read (the same numbers;
+        d_model floats per token and layer, as Hugging Face's hidden states, instead of 5.7× that for SmolLM2)."""
         ids, truncated, n_total = self.tokenize(text, max_tokens)
         return self.run_ids(ids, causal=causal, head_mask=head_mask, truncated=truncated, n_tokens_in_text=n_total,
-                            patch=patch, reuse=reuse, attention=attention, cancel=cancel, keep=keep)
+                            patch=patch, reuse=reuse, attention=attention, cancel=cancel, keep=keep, lean=lean)
 
     @torch.inference_mode()
     def run_ids(self, token_ids: Sequence[int], causal: bool | None = None, head_mask: torch.Tensor | None = None,
                 truncated: bool = False, n_tokens_in_text: int | None = None, *, patch: PatchArg | None = None,
                 reuse: Trace | Prefix | None = None, attention: Attention = "fused",
-                cancel: Callable[[], bool] | None = None, keep: Sequence[str] = ()) -> Trace:
+                cancel: Callable[[], bool] | None = None, keep: Sequence[str] = (), lean: bool = False) -> Trace:
         cfg = self.config
         token_ids = [int(i) for i in token_ids]
         if not token_ids:
@@ -142,11 +145,12 @@ class Model:
         if isinstance(keep, str) or not set(keep) <= {"pattern"}:
             raise InputError(f"keep takes ('pattern',) or (), not {keep!r}.")
         if "pattern" in keep:
-            attention = "explicit"  # the path that computes the patterns
+            attention, lean = "explicit", True  # the path that computes the patterns; they are what is kept
+        lean = bool(lean)
         head_mask = self.check_head_mask(head_mask)
         causal = cfg.causal if causal is None else bool(causal)
         patch = check_patch(patch, cfg, len(token_ids), self.device, self.dtype)
-        first = reusable_layers(reuse, self._weights, token_ids, causal, head_mask, patch, attention)
+        first = reusable_layers(reuse, self._weights, token_ids, causal, head_mask, patch, attention, lean)
         kept = list(reuse.layers[:first]) if first else []
         if first == cfg.n_layers:  # the same run: share everything
             out = Forward(records=[], resid_last=reuse.resid_last, resid_final=reuse.resid_final_)
@@ -155,19 +159,19 @@ class Model:
             ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
             try:
                 out = forward(self._weights, cfg, ids, causal, head_mask, patch=patch, attention_impl=attention,
-                              start=start, cancel=cancel, keep_pattern="pattern" in keep)
+                              start=start, cancel=cancel, keep_pattern="pattern" in keep, lean=lean)
             except RunCancelled as stop:
                 records, layer, resid = stop.done
                 stop.prefix = Prefix(config=cfg, _weights=self._weights, token_ids=tuple(token_ids), causal=causal,
                                      attention=attention, head_mask_=head_mask, patch=freeze_patch(patch),
-                                     layers=tuple(MappingProxyType({k: t for k, t in r.items() if k != "pattern"})
+                                     layers=tuple(MappingProxyType({k: t for k, t in held(r).items() if k != "pattern"})
                                                   for r in kept + records),
-                                     resid_next=resid) if layer else None
+                                     resid_next=resid, lean=lean) if layer else None
                 raise
         return Trace.build(config=cfg, weights=self._weights, tokens=self.readable(token_ids), token_ids=token_ids,
                            causal=causal, head_mask=head_mask, records=kept + out.records, resid_last=out.resid_last,
                            resid_final=out.resid_final, patch=patch, attention=attention, truncated=truncated,
-                           n_tokens_in_text=n_tokens_in_text or len(token_ids))
+                           n_tokens_in_text=n_tokens_in_text or len(token_ids), lean=lean)
 
     def check_head_mask(self, head_mask) -> torch.Tensor:
         cfg = self.config

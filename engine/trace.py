@@ -16,9 +16,11 @@ attn_out before that norm only). In a parallel block (GPT-NeoX, GPT-J) the MLP r
 A trace is read-only: it is a frozen dataclass, its stores are mapping proxies, and everything it hands out
 is a new tensor (a copy or a computation), so no caller can write into a trace that other sessions share.
 
-A run with `keep=("pattern",)` (for a notebook that reads every pattern) computes attention explicitly and
-hands each layer's pattern from that pass to the first `trace["pattern", layer]` (or `patterns()`) that asks:
-given away, not copied, and no longer held by the trace, whose later reads compute it again (the same numbers).
+A lean run (`lean=True`) stores `resid_pre` alone and recomputes the rest of a layer's record when it is read
+(engine/lean.py): the same numbers, for d_model floats per token and layer. A run with `keep=("pattern",)` (for a
+notebook that reads every pattern) is lean, computes attention explicitly and hands each layer's pattern from that
+pass to the first `trace["pattern", layer]` (or `patterns()`) that asks: given away, not copied, and no longer held
+by the trace, whose later reads compute it again (the same numbers).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from types import MappingProxyType
 import torch
 
 from .config import ModelConfig
+from .lean import LeanLayer, Recipe, held
 from .transformer import Patch, Record, explicit_pattern, hidden_keys, scaled_scores, unembed
 from .weights import Weights, WeightsView
 
@@ -61,12 +64,13 @@ class Prefix:
     patch: Mapping
     layers: tuple[Mapping[str, torch.Tensor], ...]  # layers 0 .. k-1
     resid_next: torch.Tensor  # resid_pre of layer k
+    lean: bool = False  # the layers hold resid_pre only (a lean run's)
 
     def resid_pre_at(self, layer: int) -> torch.Tensor:
         return self.resid_next if layer == len(self.layers) else self.layers[layer]["resid_pre"]
 
     def nbytes(self) -> int:
-        tensors = [t for stored in self.layers for t in stored.values()] + [self.resid_next]
+        tensors = [t for stored in self.layers for t in held(stored).values()] + [self.resid_next]
         return sum(t.untyped_storage().nbytes() for t in {t.untyped_storage().data_ptr(): t for t in tensors}.values())
 
 
@@ -88,6 +92,7 @@ class Trace:
     head_mask_: torch.Tensor = field(repr=False)  # bool [n_layers, n_heads]
     patch: Mapping = field(default_factory=lambda: MappingProxyType({}), repr=False)  # {layer: {head: {pos: z}}}
     attention: str = "fused"  # the attention path that computed z: "fused" or "explicit"
+    lean: bool = False  # the layers hold resid_pre only and compute the rest on access (engine/lean.py)
     uid: int = field(default_factory=lambda: next(_uids))  # unique per run, for caches of derived views
     # patterns from the forward pass (keep=("pattern",)), each handed to its first reader and then dropped
     kept_patterns_: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -96,16 +101,26 @@ class Trace:
     def build(cls, *, config: ModelConfig, weights: Weights, tokens: Sequence[str], token_ids: Sequence[int],
               causal: bool, head_mask: torch.Tensor, records: Sequence[Record], resid_last: torch.Tensor,
               resid_final: torch.Tensor, patch: Patch | None = None, attention: str = "fused",
-              truncated: bool = False, n_tokens_in_text: int | None = None) -> Trace:
+              truncated: bool = False, n_tokens_in_text: int | None = None, lean: bool = False) -> Trace:
+        """records: per layer, what the forward pass recorded (or a reused trace's layers); lean: keep only
+        each layer's resid_pre (and the patterns the records carry) and recompute the rest on access."""
+        records = [held(r) for r in records]
+        head_mask_, patch_ = head_mask.clone().cpu(), freeze_patch(patch or {})
+        if lean:
+            recipe = Recipe(config, weights, len(token_ids), bool(causal), head_mask_, patch_, attention,
+                            resid_last.device, resid_last.dtype)
+            layers = tuple(LeanLayer(recipe, i, {"resid_pre": r["resid_pre"]}) for i, r in enumerate(records))
+        else:
+            layers = tuple(MappingProxyType({k: t for k, t in r.items() if k != "pattern"}) for r in records)
         return cls(config=config, _weights=weights, tokens=tuple(tokens), token_ids=tuple(int(i) for i in token_ids),
                    causal=bool(causal), truncated=truncated, n_tokens_in_text=n_tokens_in_text or len(token_ids),
-                   layers=tuple(MappingProxyType({k: t for k, t in r.items() if k != "pattern"}) for r in records),
-                   resid_last=resid_last, resid_final_=resid_final, head_mask_=head_mask.clone().cpu(),
-                   patch=freeze_patch(patch or {}), attention=attention,
+                   layers=layers, resid_last=resid_last, resid_final_=resid_final, head_mask_=head_mask_,
+                   patch=patch_, attention=attention, lean=lean,
                    kept_patterns_={layer: r["pattern"] for layer, r in enumerate(records) if "pattern" in r})
 
     def __repr__(self) -> str:
-        return f"Trace({self.config.name}, {self.n_tokens} tokens, causal={self.causal}, uid={self.uid})"
+        lean = ", lean" if self.lean else ""
+        return f"Trace({self.config.name}, {self.n_tokens} tokens, causal={self.causal}{lean}, uid={self.uid})"
 
     # ---- small facts -------------------------------------------------------------------------------------
 
@@ -236,7 +251,7 @@ class Trace:
     def storages(self) -> Iterator[tuple[int, int]]:
         """(storage id, bytes) of every distinct tensor storage the trace holds; reused layers share them."""
         seen = set()
-        tensors = [t for stored in self.layers for t in stored.values()] + [self.resid_last, self.resid_final_]
+        tensors = [t for stored in self.layers for t in held(stored).values()] + [self.resid_last, self.resid_final_]
         for t in tensors + list(self.kept_patterns_.values()):
             key = t.untyped_storage().data_ptr()
             if key not in seen:

@@ -247,11 +247,10 @@ def apply_patch(z: torch.Tensor, patch: HeadPatch | Sequence[HeadPatch]) -> None
                 z[(*row, head, position)] = vector
 
 
-def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
-              rope: Rope, patch: HeadPatch | Sequence[HeadPatch], how: Attention, extend: Extend | None = None,
-              record: Record | None = None, window: int = 0) -> torch.Tensor:
-    """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions
-    (earlier positions' keys and values come from `extend`). Returns attn_out [(B,) m, d_model]."""
+def qkv(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, rope: Rope
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries [(B,) n_heads, m, d_head] and the shared key and value heads [(B,) n_kv_heads, m, d_head] of the
+    attention's input x [(B,) m, d_model]: projected, then q/k norms and rotary where the model has them."""
     q = project(x, w.W_Q, w.b_Q)  # [(B,) n_heads, m, d_head]
     k = project(x, w.W_K, w.b_K)  # [(B,) n_kv_heads, m, d_head]
     v = project(x, w.W_V, w.b_V)  # [(B,) n_kv_heads, m, d_head]
@@ -259,6 +258,22 @@ def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bo
         q, k = qk_norm(q, w.q_norm, cfg), qk_norm(k, w.k_norm, cfg)
     if rope is not None:
         q, k = rotary(q, *rope, cfg.rotary_interleaved), rotary(k, *rope, cfg.rotary_interleaved)
+    return q, k, v
+
+
+def block_qkv(resid_pre: torch.Tensor, w: BlockWeights, cfg: ModelConfig, rope: Rope
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of a block from its resid_pre, exactly as `block` computes them (pre-norm models norm first)."""
+    x = maybe_norm(resid_pre, w.ln1, cfg) if cfg.norm_placement == "pre" else resid_pre
+    return qkv(x, w.attn, cfg, rope)
+
+
+def attention(x: torch.Tensor, w: AttentionWeights, cfg: ModelConfig, causal: bool, heads_on: torch.Tensor,
+              rope: Rope, patch: HeadPatch | Sequence[HeadPatch], how: Attention, extend: Extend | None = None,
+              record: Record | None = None, window: int = 0) -> torch.Tensor:
+    """Multi-head masked attention on normed input x [(B,) m, d_model], the queries at the last m positions
+    (earlier positions' keys and values come from `extend`). Returns attn_out [(B,) m, d_model]."""
+    q, k, v = qkv(x, w, cfg, rope)
     if record is not None:
         record.update(q=q, k_kv=k, v_kv=v)
     if extend is not None:
@@ -369,13 +384,14 @@ class Forward:
 def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool, head_mask: torch.Tensor, *,
             patch: Patch | None = None, attention_impl: Attention = "fused",
             start: tuple[int, torch.Tensor] | None = None, cache: KVCache | None = None, offset: int = 0,
-            cancel: Callable[[], bool] | None = None, keep_pattern: bool = False) -> Forward:
+            cancel: Callable[[], bool] | None = None, keep_pattern: bool = False, lean: bool = False) -> Forward:
     """Run token_ids [m] (at positions offset..offset+m-1) through the blocks.
 
     start=(layer, resid_pre of that layer): skip the earlier layers (their records are the caller's).
     cache: keys and values of positions 0..offset-1 from earlier calls; this call's are added to it.
     cancel: asked before each layer; True stops the run with RunCancelled.
     keep_pattern: the explicit path's records keep the pattern each layer computed ("pattern").
+    lean: the records keep only resid_pre (and the pattern, with keep_pattern): a lean Trace recomputes the rest.
     """
     patch = patch or {}
     first, x = start if start is not None else (0, embed(token_ids, w, cfg, offset))
@@ -393,6 +409,8 @@ def forward(w: Weights, cfg: ModelConfig, token_ids: torch.Tensor, causal: bool,
                   layer=layer)
         if not keep_pattern:
             record.pop("pattern", None)
+        if lean:
+            record = {name: record[name] for name in ("resid_pre", "pattern") if name in record}
         records.append(record)
     if cache is not None:
         cache.length += len(token_ids)

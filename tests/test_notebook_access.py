@@ -61,9 +61,9 @@ def test_kept_patterns_are_exactly_the_computed_ones(fixture, request):
 
 def test_a_kept_pattern_is_given_away_not_shared(smollm):
     """The first reader gets the pattern itself (no copy) and the trace lets go of it: writing into it changes
-    nothing later readers see, and the trace's memory drops back to that of a run without keep."""
+    nothing later readers see, and the trace's memory drops back to that of a (lean) run without keep."""
     kept = smollm.run(TEXT, keep=("pattern",))
-    plain = smollm.run(TEXT, attention="explicit")
+    plain = smollm.run(TEXT, attention="explicit", lean=True)
     n_layers = smollm.config.n_layers
     pattern_bytes = sum(p.untyped_storage().nbytes() for p in kept.kept_patterns_.values())
     assert len(kept.kept_patterns_) == n_layers
@@ -94,8 +94,9 @@ def test_keep_is_checked_and_leaves_no_pattern_in_stored_layers(smollm):
 
 
 def test_keep_with_a_reused_prefix_keeps_the_computed_layers_only(smollm):
-    """Layers taken from a reused run have no kept pattern; every pattern still equals a fresh explicit run's."""
-    base = smollm.run(TEXT, attention="explicit")
+    """Layers taken from a reused (lean, explicit) run have no kept pattern; every pattern still equals a fresh
+    explicit run's."""
+    base = smollm.run(TEXT, attention="explicit", lean=True)
     switched = smollm.head_mask_without([(20, 3)])
     kept = smollm.run(TEXT, keep=("pattern",), reuse=base, head_mask=switched)
     assert sorted(kept.kept_patterns_) == list(range(20, smollm.config.n_layers))
