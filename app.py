@@ -1,6 +1,7 @@
 """Attention Explorer: Streamlit entry. Wires the sidebar, the shared runs, the tabs and the page's link; the
 state is components/state.py, the tabs are components/views/, and every number comes from engine/."""
 
+# ruff: noqa: E402 - the page asks the browser for Plotly before the slow imports below (components/chart_prefetch)
 from __future__ import annotations
 
 import contextlib
@@ -8,13 +9,17 @@ import time
 
 import streamlit as st
 
+from components import chart_prefetch
+
+st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
+chart_prefetch.request()
+
 import engine
 from components import content, patching, recovery, runs, sessions, settings, sidebar, state, waiting
 from components.labels import markdown_literal
 from components.views.context import ViewContext
 from components.views.registry import SCHEMA, VIEWS
 
-st.set_page_config(page_title="Attention Explorer", page_icon="🔍", layout="wide")
 SETTINGS = settings.load()
 
 
@@ -98,5 +103,8 @@ def main() -> None:
 
 
 started = time.perf_counter()
-main()
+try:
+    main()
+finally:
+    chart_prefetch.clear()
 st.session_state.server_ms = (time.perf_counter() - started) * 1000  # read by bench/bench_app.py

@@ -21,8 +21,9 @@ async def status(request: Request) -> JSONResponse:
 
 
 # The warm start begins this long after the server's startup, once it answers: begun at once, the load's imports
-# (torch) hold the interpreter's lock and delayed the first answer to /_stcore/health from ~4 s to ~9 s (measured on
-# a busy 2-core machine), while a visitor who can connect meanwhile sees the load's progress.
+# (torch) hold the interpreter's lock and delayed the first answer to /_stcore/health from ~0.8 s to ~2.3 s (alone)
+# or ~9 s (a busy machine); a visitor who connects meanwhile sees the load's progress. Imported before the server
+# answers instead, they delayed it to ~2.5 s and the first chart came no sooner (README, "The first visitor").
 WARM_START_DELAY_S = 1.0
 
 

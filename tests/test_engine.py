@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -674,3 +675,42 @@ def test_tiny_gpt2_bidirectional(tmp_path):
         k = k.view(len(ids), n_heads, d_head).transpose(0, 1)
         pattern = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_head), dim=-1)
     assert torch.allclose(trace["pattern", 0], pattern, atol=1e-6)
+
+
+def test_a_verified_cache_is_not_read_again_until_a_file_changes(tmp_path, monkeypatch):
+    """cache_is_valid reads each file once: later checks trust a file whose size, times and inode are those it had
+    when its digest was checked, and read it again when any of them moved, so a changed byte is still found."""
+    folder = tmp_path / "cache-v1"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    (folder / "config.json").write_text("{}")
+    loading._write_manifest(folder)
+    read: list[str] = []
+    digest = loading._sha256
+    monkeypatch.setattr(loading, "_sha256", lambda path: read.append(path.name) or digest(path))
+
+    assert loading.cache_is_valid(folder) and sorted(read) == ["config.json", "model.safetensors"]
+    read.clear()  # files that changed a moment ago are not trusted yet: the file system's clock is coarse
+    assert loading.cache_is_valid(folder) and sorted(read) == ["config.json", "model.safetensors"]
+
+    later = time.time_ns() + 10 * loading.VERIFIED_MARGIN_NS  # as if the check ran long after the files were made
+    monkeypatch.setattr(loading, "now_ns", lambda: later)
+    read.clear()
+    assert loading.cache_is_valid(folder) and len(read) == 2  # checked, and now remembered
+    read.clear()
+    assert loading.cache_is_valid(folder) and read == []  # nothing read again
+
+    weights = folder / "model.safetensors"
+    status = weights.stat()
+    flip_bytes(weights, 100)  # same size; the modification time set back as it was: only ctime moved
+    os.utime(weights, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert weights.stat().st_size == status.st_size and weights.stat().st_mtime_ns == status.st_mtime_ns
+    assert not loading.cache_is_valid(folder) and read == ["model.safetensors"]
+    flip_bytes(weights, 100)
+    assert loading.cache_is_valid(folder)
+    (folder / "config.json").write_text("{}")  # rewritten with the same bytes: read again, still valid
+    read.clear()
+    assert loading.cache_is_valid(folder) and read == ["config.json"]
+    loading._verified_path(folder).write_text("not json")  # a damaged record only costs a read
+    read.clear()
+    assert loading.cache_is_valid(folder) and sorted(read) == ["config.json", "model.safetensors"]
