@@ -9,6 +9,7 @@ import streamlit as st
 
 _SLOT = "_chart_prefetch_slot"  # this run's placeholder, until `clear`
 _DONE = "_chart_prefetch_done"
+KEY = "chart_prefetch"  # the empty chart's element key (tests that count charts leave it out)
 EMPTY = {"data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],
          "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": {"visible": False},
                     "yaxis": {"visible": False}, "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}}
@@ -21,7 +22,7 @@ def request() -> None:
         return
     st.session_state[_DONE] = True
     slot = st.empty()
-    slot.plotly_chart(EMPTY, config={"staticPlot": True, "displayModeBar": False}, key="chart_prefetch")
+    slot.plotly_chart(EMPTY, config={"staticPlot": True, "displayModeBar": False}, key=KEY)
     st.session_state[_SLOT] = slot
 
 

@@ -16,6 +16,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from components import chart_prefetch
+
 
 @dataclass
 class Page:
@@ -26,6 +28,7 @@ class Page:
     progress: list[tuple[int, str]] = field(default_factory=list)  # every progress bar update: (percent, text)
     charts: int = 0
     exceptions: list[str] = field(default_factory=list)
+    elements: list[str] = field(default_factory=list)  # every new element's type, in order (KEY: the empty chart)
 
 
 class Refused(Exception):
@@ -94,12 +97,14 @@ class Tab:
                 continue
             element = forward.delta.new_element
             which = element.WhichOneof("type")
+            prefetch = which == "plotly_chart" and element.plotly_chart.id.endswith(chart_prefetch.KEY)
+            page.elements.append(chart_prefetch.KEY if prefetch else which)
             if which == "alert":
                 page.alerts.append(as_read(element.alert.body))
             elif which == "progress":
                 page.progress.append((element.progress.value, as_read(element.progress.text)))
-            elif which == "plotly_chart":
-                page.charts += 1
+            elif which == "plotly_chart" and not prefetch:
+                page.charts += 1  # the figures, not the empty chart that asks the browser for Plotly
             elif which == "exception":
                 page.exceptions.append(f"{element.exception.type}: {element.exception.message}")
 

@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from components import chart_prefetch
 from tests.browser import streamlit_server
 from tests.streamlit_client import Tab
 
@@ -48,6 +49,9 @@ def test_the_default_model_loads_before_any_visitor_and_a_visitor_follows_the_lo
         percents = [percent for percent, _ in page.progress]
         assert len(set(percents)) >= 2 and percents == sorted(percents), page.progress  # the load's progress
         assert any("dequantising" in text for _, text in page.progress), page.progress
+        # the page's first chart is the empty one that has the browser fetch Plotly while the model loads
+        elements = page.elements
+        assert elements.index(chart_prefetch.KEY) < min(elements.index("progress"), elements.index("heading"))
 
         assert replica_status(url)["warm_start"]["state"] == "ready"
         # the warm start also ran the default page's sentence: two runs kept, that one and the visitor's
@@ -56,8 +60,11 @@ def test_the_default_model_loads_before_any_visitor_and_a_visitor_follows_the_lo
             time.sleep(0.2)
         again = Tab(url, "127.0.0.1")
         second = again.run({})  # the default page: no load, and its run is the warm start's (no new run)
+        rerun = again.run({})  # the same session again: its browser has Plotly, no empty chart is sent
         again.close()
         assert second.charts and not second.progress and not second.exceptions
+        assert second.elements.count(chart_prefetch.KEY) == 1 and chart_prefetch.KEY not in rerun.elements
+        assert rerun.charts == second.charts
         assert replica_status(url)["cached_runs"] == 2
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
