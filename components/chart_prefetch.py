@@ -5,6 +5,9 @@ before its own imports and `clear` at the end of the run. Figures: README, "The 
 
 from __future__ import annotations
 
+import importlib
+
+import plotly.graph_objects as go
 import streamlit as st
 
 _SLOT = "_chart_prefetch_slot"  # this run's placeholder, until `clear`
@@ -16,18 +19,28 @@ EMPTY = {"data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],
 
 
 def request() -> None:
-    """On the session's first run: draw the empty chart (the browser then fetches Plotly). Later runs: nothing,
-    the page has it."""
+    """Every run keeps an empty slot first on the page, so that the page's elements keep their places from run to
+    run (Streamlit updates elements by place: a slot in the first run only would have every later run replace
+    every element). In the session's first run the slot shows the empty chart until `clear`."""
+    slot = st.empty()
     if st.session_state.get(_DONE):
         return
     st.session_state[_DONE] = True
-    slot = st.empty()
-    slot.plotly_chart(EMPTY, config={"staticPlot": True, "displayModeBar": False}, key=KEY)
+    slot.plotly_chart(empty_figure(), config={"staticPlot": True, "displayModeBar": False}, key=KEY)
     st.session_state[_SLOT] = slot
 
 
+def empty_figure() -> go.Figure:
+    """The empty chart, safe to build while another thread imports pandas. Plotly's checks look at pandas if it is
+    in sys.modules: while the server's warm start imports it in its thread it is there half made ("partially
+    initialized module 'pandas' has no attribute 'Series'"); an import statement waits for that import to finish.
+    (app.py's own figures come after its imports, which include pandas.)"""
+    importlib.import_module("pandas")
+    return go.Figure(EMPTY)
+
+
 def clear() -> None:
-    """At the end of the run: remove the empty chart, if this run drew one."""
+    """At the end of the run: remove the empty chart, if this run drew one (its slot stays, empty)."""
     slot = st.session_state.pop(_SLOT, None)
     if slot is not None:
         slot.empty()

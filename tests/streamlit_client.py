@@ -29,6 +29,7 @@ class Page:
     charts: int = 0
     exceptions: list[str] = field(default_factory=list)
     elements: list[str] = field(default_factory=list)  # every new element's type, in order (KEY: the empty chart)
+    places: dict[tuple[int, ...], str] = field(default_factory=dict)  # where each element ended up: its last type
 
 
 class Refused(Exception):
@@ -99,6 +100,7 @@ class Tab:
             which = element.WhichOneof("type")
             prefetch = which == "plotly_chart" and element.plotly_chart.id.endswith(chart_prefetch.KEY)
             page.elements.append(chart_prefetch.KEY if prefetch else which)
+            page.places[tuple(forward.metadata.delta_path)] = page.elements[-1]
             if which == "alert":
                 page.alerts.append(as_read(element.alert.body))
             elif which == "progress":

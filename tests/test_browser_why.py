@@ -8,6 +8,7 @@ import re
 import urllib.parse
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import chromium
 from tests.test_browser import FIRST_LOAD_MS, screenshot
@@ -25,13 +26,13 @@ def test_why_prediction_score_and_route(app_server, tmp_path):
         page.goto(link)
         wait_for(page, plot_has("why_heads_map", "p._fullData[0].z.length === 30") + " && "
                  + plot_has("why_by_source", "true"), timeout=FIRST_LOAD_MS)
-        assert page.get_by_text("sum of all parts").is_visible()
+        expect(page.get_by_text("sum of all parts")).to_be_visible()
         screenshot(page, "why.png")
 
         page.get_by_text("Why this score", exact=True).click()
         wait_for(page, plot_has("why_terms", "true"))
         page.wait_for_url(re.compile(r"why\.section=score"))
-        assert page.get_by_text("side of this score comes mostly from").first.is_visible()
+        expect(page.get_by_text("side of this score comes mostly from").first).to_be_visible()
         screenshot(page, "why-score.png")
 
         page.get_by_text("Which route", exact=True).click()

@@ -65,6 +65,7 @@ def test_the_default_model_loads_before_any_visitor_and_a_visitor_follows_the_lo
         assert second.charts and not second.progress and not second.exceptions
         assert second.elements.count(chart_prefetch.KEY) == 1 and chart_prefetch.KEY not in rerun.elements
         assert rerun.charts == second.charts
+        assert rerun.places == second.places  # the slot stays, emptied: every element keeps its place
         assert replica_status(url)["cached_runs"] == 2
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
