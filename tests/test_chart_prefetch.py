@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = """
 import sys, threading, time
 sys.path.insert(0, {root!r})
+import numpy  # the server has it (Streamlit imports it); pandas it imports only when asked
 import plotly.graph_objects
 from components import chart_prefetch
 importing = threading.Thread(target=lambda: __import__("pandas"))
