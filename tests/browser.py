@@ -118,11 +118,12 @@ def wait_for_state(page, js_state: str, predicate_js: str, timeout: int, idle: b
                    polling: int = 250) -> dict:
     """Wait until `js_state` (a JavaScript function returning an object, or null before the page is drawn)
     satisfies `predicate_js`, a body over `s`, and, with idle, no run is going on (`s.running` false).
-    Returns the state it waited for."""
+    Returns the state that satisfied it (read in the same moment: the page may change right after)."""
     rest = "!s.running && " if idle else ""
-    page.wait_for_function(f"() => {{ const s = ({js_state})(); return !!s && {rest}({predicate_js}); }}",
-                           timeout=timeout, polling=polling)
-    return page.evaluate(js_state)
+    handle = page.wait_for_function(
+        f"() => {{ const s = ({js_state})(); return !!s && {rest}({predicate_js}) ? s : null; }}",
+        timeout=timeout, polling=polling)
+    return handle.json_value()
 
 
 def record_dialogs(page) -> list[str]:

@@ -53,9 +53,10 @@ def test_generate_step_switch_a_head_off_and_markup_stays_text(app_server, tmp_p
                                         "head": HEAD})
         page.goto(f"{url}/?{query}")
 
-        # the link names the settings: it writes at once, the tokens appear as they come
-        live = wait_until(page, f"/Writing: [1-9][0-9]* of {NEW} tokens/.test(s.progress ?? '')",
-                          timeout=FIRST_LOAD_MS)
+        # the link names the settings: it writes at once, the tokens appear as they come (the progress bar and the
+        # growing text are two elements, drawn one after the other: wait for a moment that shows both)
+        live = wait_until(page, f"/Writing: [1-9][0-9]* of {NEW} tokens/.test(s.progress ?? '')"
+                          f" && s.codes.some(c => c.startsWith({PROMPT!r}))", timeout=FIRST_LOAD_MS)
         first = wait_until(page, done())
         whole = first["prompt"] + first["written"]
         assert first["prompt"] == PROMPT and len(first["written"]) > 10
