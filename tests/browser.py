@@ -126,6 +126,30 @@ def wait_for_state(page, js_state: str, predicate_js: str, timeout: int, idle: b
     return handle.json_value()
 
 
+def hover_text(page, key: str, fx: float, fy: float, timeout: int, px: float = 0) -> str:
+    """Hover the point at fractions (fx, fy) of the drag area of the chart in `.st-key-{key}` (plus `px` pixels
+    right) and return the hover label's text, read in one moment. A chart that redraws (the page settles, a scroll
+    bar comes) removes its hover label: the point is found again and hovered again until a label is read."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    deadline = time.monotonic() + timeout / 1000
+    area = page.locator(f".st-key-{key} .nsewdrag").first
+    while True:
+        box = area.bounding_box()
+        if box:
+            page.mouse.move(box["x"] + box["width"] * fx + px + 1, box["y"] + box["height"] * fy + 1)
+            page.mouse.move(box["x"] + box["width"] * fx + px, box["y"] + box["height"] * fy)
+            try:
+                return page.wait_for_function(
+                    f"() => document.querySelector('.st-key-{key} .hovertext')?.textContent || null",
+                    timeout=2_000, polling=100).json_value()
+            except PlaywrightTimeoutError:
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no hover label on {key} within {timeout} ms")
+        time.sleep(0.25)
+
+
 def record_dialogs(page) -> list[str]:
     """Record and dismiss every alert(), confirm() or prompt() the page opens: none may fire."""
     dialogs: list[str] = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ROOT, chromium, record_dialogs, wait_for_state
+from tests.browser import ROOT, chromium, hover_text, record_dialogs, wait_for_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SHOTS = Path(os.environ.get("ATTN_EXPLORER_SHOTS") or ROOT / "artifacts" / "screenshots")
@@ -135,11 +135,7 @@ def test_sentence_mask_and_head_update_the_views_and_markup_stays_text(page, app
     assert "".join(literal["ticks"]).replace("␣", " ") == XSS
     assert page.locator('img[src="x"]').count() == 0
     assert page.locator(".st-key-pattern_fig .js-plotly-plot img").count() == 0
-    box = page.locator(".st-key-pattern_fig .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05)  # the first cell: "<" to "<"
-    hover = page.locator(".st-key-pattern_fig .hovertext").first
-    hover.wait_for(timeout=UPDATE_MS)
-    assert "query 0: <" in hover.text_content()
+    assert "query 0: <" in hover_text(page, "pattern_fig", 0.05, 0.05, UPDATE_MS)  # the first cell: "<" to "<"
     screenshot(page, "literal-html.png")
     # an image that fails to load fires its onerror handler: once a probe image made now has failed, one that the
     # markup would have created earlier had its chance to fire too

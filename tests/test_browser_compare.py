@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components import content
-from tests.browser import ROOT, chromium, record_dialogs, wait_for_state
+from tests.browser import ROOT, chromium, hover_text, record_dialogs, wait_for_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SHOTS = Path(os.environ.get("ATTN_EXPLORER_SHOTS") or ROOT / "artifacts" / "screenshots")
@@ -106,11 +106,7 @@ def test_html_like_texts_stay_literal_in_the_compare_view(page, app_server):
     assert page.locator(".st-key-compare_a_mole_chemistry textarea").input_value() == TEXT_A
 
     # hover the first key of A's row: "<" as typed
-    box = page.locator(".st-key-compare_row_a .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + 3, box["y"] + box["height"] / 2)
-    hover = page.locator(".st-key-compare_row_a .hovertext").first
-    hover.wait_for(timeout=UPDATE_MS)
-    assert "key 0: <" in hover.text_content()
+    assert "key 0: <" in hover_text(page, "compare_row_a", 0, 0.5, UPDATE_MS, px=3)
     # an image that fails to load fires its onerror handler: once a probe image made now has failed, one that the
     # markup would have created earlier had its chance to fire too
     assert page.evaluate("() => new Promise(done => { const probe = new Image(); probe.onerror = () => done(true);"
