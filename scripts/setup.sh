@@ -42,3 +42,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
+
+# The project's own bytecode, so that a server's start reads it instead of compiling ~0.2 s of modules first
+# (Python writes it itself on a first import, except where PYTHONDONTWRITEBYTECODE is set, as on some machines).
+$py -m compileall -q engine components cluster app.py replica.py >/dev/null || true
